@@ -1,0 +1,1 @@
+"""Verification realm: monitors and their instances, hook tables, reactors and the registry."""
