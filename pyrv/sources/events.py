@@ -45,6 +45,9 @@ class LostEvents:
     ts: int | None = None
     source: str = ""
     line: int = 0
+    #: Tasks whose monitor state may be stale (pid 0 means the idle task of ``cpu``); None means
+    #: any task may be affected. Set by detectors that know exactly what was lost.
+    pids: tuple[int, ...] | None = None
 
 
 TraceItem = TraceEvent | LostEvents
