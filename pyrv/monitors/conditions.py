@@ -1,0 +1,117 @@
+"""The small expression language of a hook's ``when`` condition.
+
+A condition is a Python-syntax boolean expression over the trace event's fields, parsed with
+:mod:`ast` and compiled once into a closure; only comparisons, ``and``/``or``/``not``, ``&``,
+``in`` with a literal list, field names and literals are allowed, so a hook table cannot run
+code. Names are checked against the fields the tracepoint has.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Collection
+from typing import Any
+
+Fields = dict[str, Any]
+Predicate = Callable[[Fields], bool]
+Getter = Callable[[Fields], Any]
+
+_CMP: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+
+
+class ConditionError(ValueError):
+    """A condition that does not parse or names an unknown field; ``col`` is 1-based."""
+
+    def __init__(self, col: int | None, reason: str) -> None:
+        self.col = col
+        self.reason = reason
+        super().__init__(reason if col is None else f"column {col}: {reason}")
+
+
+def compile_condition(text: str, fields: Collection[str]) -> Predicate:
+    """Compile ``text`` into a predicate over an event's field dict.
+
+    A missing field at run time makes the comparison false rather than raising: a trace
+    variant that lacks the field must not crash the checker (the loader already rejected
+    names the tracepoint does not have).
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ConditionError(exc.offset, f"syntax error in condition {text!r}") from None
+    getter = _compile(tree.body, frozenset(fields))
+
+    def predicate(values: Fields) -> bool:
+        try:
+            return bool(getter(values))
+        except (KeyError, TypeError):
+            return False
+
+    return predicate
+
+
+def _compile(node: ast.expr, fields: frozenset[str]) -> Getter:
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile(v, fields) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda f: all(p(f) for p in parts)
+        return lambda f: any(p(f) for p in parts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _compile(node.operand, fields)
+        return lambda f: not inner(f)
+    if isinstance(node, ast.Compare):
+        return _compile_compare(node, fields)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd):
+        left, right = _compile(node.left, fields), _compile(node.right, fields)
+        return lambda f: left(f) & right(f)
+    if isinstance(node, ast.Name):
+        if node.id not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConditionError(node.col_offset + 1, f"unknown field {node.id!r} (known: {known})")
+        name = node.id
+        return lambda f: f[name]
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | str | bool):
+        value = node.value
+        return lambda f: value
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        values = []
+        for elt in node.elts:
+            if not (isinstance(elt, ast.Constant) and isinstance(elt.value, int | str)):
+                raise ConditionError(elt.col_offset + 1, "a list may hold only literals")
+            values.append(elt.value)
+        frozen = frozenset(values)
+        return lambda f: frozen
+    raise ConditionError(
+        getattr(node, "col_offset", -1) + 1, f"{type(node).__name__} is not allowed in a condition"
+    )
+
+
+def _compile_compare(node: ast.Compare, fields: frozenset[str]) -> Getter:
+    operands = [_compile(node.left, fields)] + [_compile(c, fields) for c in node.comparators]
+    ops = []
+    for op in node.ops:
+        fn = _CMP.get(type(op))
+        if fn is None:
+            raise ConditionError(node.col_offset + 1, f"operator {type(op).__name__} not allowed")
+        ops.append(fn)
+
+    def compare(f: Fields) -> bool:
+        left = operands[0](f)
+        for fn, right_get in zip(ops, operands[1:], strict=True):
+            right = right_get(f)
+            if not fn(left, right):
+                return False
+            left = right
+        return True
+
+    return compare

@@ -1,0 +1,89 @@
+"""Where a trace event enters the monitors: the tracepoint probes of every enabled monitor.
+
+The dispatcher indexes the hooks of the monitors it is given by event name once, then for
+each trace event runs the matching hooks in table order (as a kernel probe runs its
+``da_handle_*`` calls in order), each on the instance its target picks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from pyrv.monitors.da import DAMonitor, MonitorType, task_key
+from pyrv.monitors.hooks import CURRENT, Hook
+from pyrv.monitors.records import Context
+from pyrv.sources.events import LostEvents, TraceEvent
+
+
+class Dispatcher:
+    """Feeds trace events to DA monitors through their hook tables."""
+
+    def __init__(self, monitors: Iterable[DAMonitor], counter_clock: bool = False) -> None:
+        self.monitors = list(monitors)
+        self.counter_clock = counter_clock
+        self.by_event: dict[str, list[tuple[DAMonitor, Hook]]] = defaultdict(list)
+        for mon in self.monitors:
+            for hook in mon.definition.hooks:
+                self.by_event[hook.event_name].append((mon, hook))
+        self.hooked = {m.name: 0 for m in self.monitors}  # trace events that reached a hook
+
+    def feed(self, ev: TraceEvent) -> None:
+        """Run every hook of ``ev``'s tracepoint."""
+        hooks = self.by_event.get(ev.name)
+        if not hooks:
+            return
+        if ev.system is not None and not all(h.tracepoint.startswith(ev.system + ":")
+                                             for _, h in hooks):
+            hooks = [(m, h) for m, h in hooks if h.tracepoint.startswith(ev.system + ":")]
+        ctx = Context(ev.ts, ev.cpu, ev.pid, ev.comm, self.counter_clock)
+        counted: set[str] = set()
+        for mon, hook in hooks:
+            if hook.when is not None:
+                values = _with_common(ev) if hook.uses_common else ev.fields
+                if not hook.when(values):
+                    continue
+            key = _instance_key(mon.type, hook, ev)
+            if key is None:
+                continue
+            if mon.name not in counted:
+                counted.add(mon.name)
+                self.hooked[mon.name] += 1
+            mon.handle(hook.entry, key, hook.model_event, ctx)
+
+    def lost(self, gap: LostEvents) -> None:
+        """Reset the instances a gap may have made stale (as ``monitoring_on`` 0->1 would)."""
+        for mon in self.monitors:
+            if mon.type is MonitorType.PER_TASK:
+                if gap.pids is None:
+                    mon.reset()
+                else:
+                    cpu = gap.cpu if gap.cpu is not None else 0
+                    mon.reset_instances(task_key(p, cpu) for p in gap.pids)
+            elif mon.type is MonitorType.PER_CPU and gap.cpu is not None:
+                mon.reset_instances((gap.cpu,))
+            else:
+                mon.reset()
+
+
+def _with_common(ev: TraceEvent) -> dict[str, object]:
+    values: dict[str, object] = dict(ev.fields)
+    values.update(
+        common_pid=ev.pid, common_cpu=ev.cpu, common_comm=ev.comm, common_flags=ev.flags or ""
+    )
+    return values
+
+
+def _instance_key(mtype: MonitorType, hook: Hook, ev: TraceEvent) -> object | None:
+    """Which instance an event belongs to; None when the trace cannot say."""
+    if mtype is MonitorType.GLOBAL:
+        return 0
+    if hook.target == CURRENT:
+        ident = ev.pid if mtype is MonitorType.PER_TASK else ev.cpu
+    else:
+        ident = ev.fields.get(hook.target)  # type: ignore[arg-type]
+    if not isinstance(ident, int) or ident < 0:
+        return None
+    if mtype is MonitorType.PER_TASK:
+        return task_key(ident, ev.cpu)
+    return ident

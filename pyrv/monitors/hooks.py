@@ -1,0 +1,323 @@
+"""Monitor definitions: a model plus a declarative hook table, loaded from TOML.
+
+A hook says, for one tracepoint, which instance the event belongs to (a task or CPU taken
+from a field, or the task/CPU in context), under which condition, through which entry point
+and as which model event — exactly the glue a kernel monitor's ``handle_*`` probes hold in C.
+The format is documented in ``docs/monitor-definitions.md``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyrv.models.automaton import Automaton, ModelError
+from pyrv.monitors.conditions import ConditionError, Predicate, compile_condition
+from pyrv.monitors.da import Entry, MonitorType
+
+#: Fields every event has besides its own: the context of the task that hit the tracepoint.
+COMMON_FIELDS = ("common_pid", "common_cpu", "common_comm", "common_flags")
+CURRENT = "current"
+_HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event"}
+_MONITOR_KEYS = {"name", "description", "type", "model", "container"}
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class DefinitionError(ValueError):
+    """A malformed monitor definition; names the file, line (when known) and the reason."""
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        self.source, self.line, self.reason = source, line, reason
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One row of a hook table, validated and compiled."""
+
+    tracepoint: str  # "sched:sched_switch"
+    event_name: str  # "sched_switch": what a text trace prints
+    target: str | None  # field naming the task/CPU, CURRENT, or None (global monitors)
+    when: Predicate | None
+    when_text: str | None
+    uses_common: bool
+    entry: Entry
+    model_event: int
+    model_event_name: str
+    line: int | None
+
+
+@dataclass
+class MonitorDef:
+    """Everything needed to build and register one monitor."""
+
+    name: str
+    description: str
+    type: MonitorType
+    model: Automaton
+    container: str | None
+    hooks: list[Hook] = field(default_factory=list)
+    declared_events: dict[str, dict[str, str]] = field(default_factory=dict)
+    source: str = ""
+
+    def tracepoints(self) -> list[str]:
+        """The tracepoints this monitor hooks, in table order, without repeats."""
+        return list(dict.fromkeys(h.tracepoint for h in self.hooks))
+
+
+FieldLookup = Callable[[str], "tuple[str, tuple[str, ...]] | None"]
+
+
+def load_definition(
+    path: str | Path,
+    fields_of: FieldLookup,
+    load_model: Callable[[str], Automaton],
+) -> MonitorDef:
+    """Load ``path``. ``fields_of(tracepoint)`` gives ``(system:name, fields)`` or None;
+    ``load_model(name)`` resolves a bundled model name."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(str(path), None, f"cannot read: {exc}") from None
+    return parse_definition(text, str(path), path.parent, fields_of, load_model)
+
+
+def parse_definition(
+    text: str,
+    source: str,
+    base_dir: Path,
+    fields_of: FieldLookup,
+    load_model: Callable[[str], Automaton],
+) -> MonitorDef:
+    """Parse and validate a definition's text (see :func:`load_definition`)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(exc)
+        raise DefinitionError(source, line, f"not valid TOML: {exc}") from None
+    locate = _Locator(text)
+    mon = data.get("monitor")
+    if not isinstance(mon, dict):
+        raise DefinitionError(source, None, "missing [monitor] table")
+    _reject_unknown(mon, _MONITOR_KEYS, source, locate.key_line("monitor", 0, None), "[monitor]")
+    name = _required_str(mon, "name", source, locate.key_line("monitor", 0, "name"))
+    if not _NAME_RE.match(name) or len(name) >= 32:
+        raise DefinitionError(
+            source, locate.key_line("monitor", 0, "name"),
+            f"monitor name {name!r} must be an identifier of at most 31 characters",
+        )
+    mtype = _monitor_type(mon.get("type"), source, locate.key_line("monitor", 0, "type"))
+    model = _model(mon, source, base_dir, load_model, locate.key_line("monitor", 0, "model"))
+    declared = _declared_events(data.get("events", {}), source)
+
+    def lookup(tp: str) -> tuple[str, tuple[str, ...]] | None:
+        if tp in declared:
+            return tp, tuple(declared[tp])
+        bare = tp.split(":", 1)[-1]
+        for full, flds in declared.items():
+            if full.split(":", 1)[-1] == bare and ":" not in tp:
+                return full, tuple(flds)
+        return fields_of(tp)
+
+    rows = data.get("hooks", [])
+    if not isinstance(rows, list):
+        raise DefinitionError(source, None, "hooks must be an array of tables ([[hooks]])")
+    hooks = [
+        _hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)
+    ]
+    return MonitorDef(
+        name=name,
+        description=str(mon.get("description", "")),
+        type=mtype,
+        model=model,
+        container=mon.get("container"),
+        hooks=hooks,
+        declared_events=declared,
+        source=source,
+    )
+
+
+def _hook(
+    row: Any, index: int, mtype: MonitorType, model: Automaton,
+    lookup: Callable[[str], tuple[str, tuple[str, ...]] | None], source: str, locate: _Locator,
+) -> Hook:
+    def line_of(key: str | None) -> int | None:
+        return locate.key_line("hooks", index, key)
+
+    where = f"hook #{index + 1}"
+    if not isinstance(row, dict):
+        raise DefinitionError(source, line_of(None), f"{where} is not a table")
+    _reject_unknown(row, _HOOK_KEYS, source, line_of(None), where)
+    tp = _required_str(row, "tracepoint", source, line_of("tracepoint"), where)
+    found = lookup(tp)
+    if found is None:
+        raise DefinitionError(
+            source, line_of("tracepoint"),
+            f"{where}: unknown tracepoint {tp!r} (declare it under [events.\"system:name\"])",
+        )
+    full, fields = found
+    target = _target(row, mtype, fields, source, line_of, where)
+    when_text = row.get("when")
+    predicate = None
+    uses_common = False
+    if when_text is not None:
+        if not isinstance(when_text, str):
+            raise DefinitionError(source, line_of("when"), f"{where}: when must be a string")
+        try:
+            predicate = compile_condition(when_text, (*fields, *COMMON_FIELDS))
+        except ConditionError as exc:
+            raise DefinitionError(
+                source, line_of("when"), f"{where}: condition {when_text!r}: {exc}"
+            ) from None
+        uses_common = any(c in when_text for c in COMMON_FIELDS)
+    entry_text = row.get("entry", "handle")
+    try:
+        entry = Entry(entry_text)
+    except ValueError:
+        raise DefinitionError(
+            source, line_of("entry"),
+            f"{where}: unknown entry {entry_text!r} (handle, start or start_run)",
+        ) from None
+    ev = _required_str(row, "event", source, line_of("event"), where)
+    if ev not in model.events:
+        raise DefinitionError(
+            source, line_of("event"),
+            f"{where}: model {model.name!r} has no event {ev!r} (events: {', '.join(model.events)})",
+        )
+    return Hook(
+        tracepoint=full, event_name=full.split(":", 1)[-1], target=target, when=predicate,
+        when_text=when_text, uses_common=uses_common, entry=entry,
+        model_event=model.events.index(ev), model_event_name=ev, line=line_of(None),
+    )
+
+
+def _target(
+    row: dict[str, Any], mtype: MonitorType, fields: tuple[str, ...], source: str,
+    line_of: Callable[[str | None], int | None], where: str,
+) -> str | None:
+    wanted = {MonitorType.PER_TASK: "task", MonitorType.PER_CPU: "cpu"}.get(mtype)
+    for key in ("task", "cpu"):
+        if key in row and key != wanted:
+            raise DefinitionError(
+                source, line_of(key), f"{where}: a {mtype.value} monitor takes no {key!r} target"
+            )
+    if wanted is None:
+        return None
+    target = row.get(wanted, CURRENT)
+    if not isinstance(target, str) or (target != CURRENT and target not in fields):
+        raise DefinitionError(
+            source, line_of(wanted),
+            f"{where}: {wanted} = {target!r} is neither 'current' nor a field of the tracepoint "
+            f"(fields: {', '.join(fields)})",
+        )
+    return target
+
+
+def _monitor_type(value: Any, source: str, line: int | None) -> MonitorType:
+    try:
+        mtype = MonitorType(value)
+    except ValueError:
+        names = ", ".join(t.value for t in MonitorType)
+        raise DefinitionError(source, line, f"monitor type {value!r} is not one of {names}") from None
+    if mtype is MonitorType.PER_OBJ:
+        raise DefinitionError(source, line, "per_obj monitors are not supported yet")
+    return mtype
+
+
+def _model(
+    mon: dict[str, Any], source: str, base_dir: Path,
+    load_model: Callable[[str], Automaton], line: int | None,
+) -> Automaton:
+    ref = _required_str(mon, "model", source, line)
+    try:
+        if ref.endswith(".dot"):
+            from pyrv.models.dot import load_dot
+
+            return load_dot(base_dir / ref)
+        return load_model(ref)
+    except ModelError:
+        raise
+    except (KeyError, OSError) as exc:
+        raise DefinitionError(source, line, f"model {ref!r}: {exc}") from None
+
+
+def _declared_events(value: Any, source: str) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise DefinitionError(source, None, "[events] must be a table")
+    out: dict[str, dict[str, str]] = {}
+    for name, spec in value.items():
+        if ":" not in name or not isinstance(spec, dict) or not isinstance(spec.get("fields"), dict):
+            raise DefinitionError(
+                source, None,
+                f"[events.{name!r}] must be named system:event and have fields = {{name = type}}",
+            )
+        for fname, ftype in spec["fields"].items():
+            if ftype not in ("int", "str"):
+                raise DefinitionError(
+                    source, None, f"event {name!r} field {fname!r}: type must be 'int' or 'str'"
+                )
+        out[name] = dict(spec["fields"])
+    return out
+
+
+def _required_str(
+    table: dict[str, Any], key: str, source: str, line: int | None, where: str = "[monitor]"
+) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise DefinitionError(source, line, f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def _reject_unknown(
+    table: dict[str, Any], allowed: set[str], source: str, line: int | None, where: str
+) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise DefinitionError(
+            source, line, f"{where}: unknown key(s) {', '.join(unknown)} (allowed: "
+            f"{', '.join(sorted(allowed))})"
+        )
+
+
+def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
+    m = re.search(r"line (\d+)", str(exc))
+    return int(m.group(1)) if m else None
+
+
+class _Locator:
+    """Finds the line of a key inside the n-th ``[table]``/``[[array]]`` of a TOML text.
+
+    tomllib keeps no positions; errors must still name a line, so the text is scanned for the
+    header and then for ``key =`` until the next header.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def key_line(self, table: str, index: int, key: str | None) -> int | None:
+        header = re.compile(rf"^\s*\[\[?\s*{re.escape(table)}\s*\]\]?\s*(#.*)?$")
+        count = -1
+        for i, line in enumerate(self.lines):
+            if header.match(line):
+                count += 1
+                if count == index:
+                    return self._find_key(i, key)
+        return None
+
+    def _find_key(self, start: int, key: str | None) -> int:
+        if key is None:
+            return start + 1
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for j in range(start + 1, len(self.lines)):
+            if self.lines[j].lstrip().startswith("["):
+                break
+            if pattern.match(self.lines[j]):
+                return j + 1
+        return start + 1
