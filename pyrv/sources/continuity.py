@@ -1,0 +1,73 @@
+"""Detect events a trace lost without saying so: a CPU whose running task changed unrecorded.
+
+Every event carries the pid of the task running on its CPU, and ``sched_switch`` says which
+task runs next. When a later event on that CPU carries another pid, a switch was lost (this
+machine's 6.18 kernel drops some ``sched_switch`` records silently). Such a contradiction
+becomes a :class:`LostEvents` naming the two tasks involved, so the checker can resync them
+instead of reporting false violations.
+
+Only events of known, ordinary tracepoints are judged: kprobes and the ``rv`` system's own
+lines are written from inside the switch path and may carry the previous task's pid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
+
+_NOT_JUDGED_SYSTEMS = frozenset({"rv", "rvraw", "kprobes", "uprobes"})
+
+
+class SwitchContinuity:
+    """Stream filter: passes every item through and inserts a gap before a contradiction."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, int] = {}  # cpu -> pid expected to be running
+        self.gaps = 0
+
+    def filter(self, items: Iterable[TraceItem]) -> Iterator[TraceItem]:
+        for item in items:
+            if isinstance(item, TraceEvent):
+                gap = self._check(item)
+                if gap is not None:
+                    self.gaps += 1
+                    yield gap
+            else:
+                self._forget(item)
+            yield item
+
+    def _forget(self, lost: LostEvents) -> None:
+        """After a reported loss nothing is known about what runs where."""
+        if lost.cpu is None:
+            self.running.clear()
+        else:
+            self.running.pop(lost.cpu, None)
+
+    def _check(self, ev: TraceEvent) -> LostEvents | None:
+        if ev.cpu < 0 or ev.pid < 0 or ev.system is None or ev.system in _NOT_JUDGED_SYSTEMS:
+            return None
+        is_switch = ev.name == "sched_switch"
+        observed = ev.fields.get("prev_pid", ev.pid) if is_switch else ev.pid
+        expected = self.running.get(ev.cpu)
+        gap = None
+        if isinstance(observed, int) and expected is not None and observed != expected:
+            gap = LostEvents(
+                cpu=ev.cpu,
+                count=None,
+                reason=(
+                    f"cpu {ev.cpu} was running pid {expected} but pid {observed} "
+                    "is running: a sched_switch was lost"
+                ),
+                ts=ev.ts,
+                source=ev.source,
+                line=ev.line,
+                pids=(expected, observed),
+            )
+        if is_switch:
+            nxt = ev.fields.get("next_pid")
+            if isinstance(nxt, int):
+                self.running[ev.cpu] = nxt
+        elif isinstance(observed, int):
+            self.running[ev.cpu] = observed
+        return gap
