@@ -1,0 +1,20 @@
+"""Shared test helpers: where the project's shared/ material is (beside the clone)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PYRV_SHARED", REPO.parent / "shared"))
+RECORDED = SHARED / "traces" / "recorded"
+CONFORMANCE = SHARED / "conformance"
+
+
+def need_shared(path: Path) -> Path:
+    """Skip (with the reason) when the shared/ material is not beside the checkout."""
+    if not path.exists():
+        pytest.skip(f"{path} not found: set PYRV_SHARED to the project's shared/ directory")
+    return path

@@ -1,0 +1,134 @@
+"""Hook tables: loading, validation errors with file and line, and conditions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pyrv.models.automaton import Automaton
+from pyrv.monitors.conditions import ConditionError, compile_condition
+from pyrv.monitors.da import Entry, MonitorType
+from pyrv.monitors.hooks import DefinitionError, parse_definition
+
+SWITCH = ("prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid", "next_prio")
+CATALOGUE = {
+    "sched:sched_switch": SWITCH,
+    "sched:sched_wakeup": ("comm", "pid", "prio", "target_cpu"),
+}
+WWNR = Automaton.from_table(
+    "wwnr", "not_running",
+    {("not_running", "switch_in"): "running", ("not_running", "wakeup"): "not_running",
+     ("running", "switch_out"): "not_running"},
+)
+
+
+def fields_of(tp):
+    key = tp if ":" in tp else f"sched:{tp}"
+    return (key, CATALOGUE[key]) if key in CATALOGUE else None
+
+
+def parse(text: str):
+    return parse_definition(text, "mon.toml", Path("."), fields_of, lambda name: WWNR)
+
+
+HEAD = """\
+[monitor]
+name = "wwnr"
+description = "d"
+type = "per_task"
+model = "wwnr"
+"""
+
+
+def hook(**kv: str) -> str:
+    body = "\n".join(f'{k} = "{v}"' for k, v in kv.items())
+    return f"\n[[hooks]]\n{body}\n"
+
+
+def test_valid_definition():
+    d = parse(HEAD + hook(tracepoint="sched:sched_switch", task="prev_pid",
+                          when="prev_state == 'S'", entry="start", event="switch_out")
+              + hook(tracepoint="sched:sched_wakeup", task="pid", event="wakeup"))
+    assert d.name == "wwnr" and d.type is MonitorType.PER_TASK
+    h0, h1 = d.hooks
+    assert h0.entry is Entry.START and h0.model_event_name == "switch_out"
+    assert h0.when({"prev_state": "S"}) and not h0.when({"prev_state": "R+"})
+    assert h1.entry is Entry.HANDLE and h1.when is None
+    assert d.tracepoints() == ["sched:sched_switch", "sched:sched_wakeup"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "message"),
+    [
+        (hook(tracepoint="sched:sched_switch", task="prev_pidd", event="switch_out"), 9,
+         "'prev_pidd' is neither 'current' nor a field"),
+        (hook(tracepoint="sched:sched_switch", task="prev_pid", when="prev_sate == 'S'",
+              event="switch_out"), 10, "unknown field 'prev_sate'"),
+        (hook(tracepoint="sched:sched_swich", event="switch_out"), 8,
+         "unknown tracepoint 'sched:sched_swich'"),
+        (hook(tracepoint="sched:sched_switch", task="prev_pid", event="switch_off"), 10,
+         "model 'wwnr' has no event 'switch_off'"),
+        (hook(tracepoint="sched:sched_switch", entry="begin", event="switch_in"), 9,
+         "unknown entry 'begin'"),
+        (hook(tracepoint="sched:sched_switch", cpu="current", event="switch_in"), 9,
+         "a per_task monitor takes no 'cpu' target"),
+        (hook(tracepoint="sched:sched_switch", when="prev_state ==", event="switch_in"), 9,
+         "syntax error"),
+        (hook(tracepoint="sched:sched_switch", when="__import__('os')", event="switch_in"), 9,
+         "Call is not allowed"),
+    ],
+)
+def test_bad_hooks_are_rejected_with_line_and_reason(extra, line, message):
+    with pytest.raises(DefinitionError) as err:
+        parse(HEAD + extra)
+    assert message in str(err.value)
+    assert err.value.line == line
+    assert str(err.value).startswith(f"mon.toml:{line}: ")
+
+
+def test_condition_column_is_reported():
+    with pytest.raises(ConditionError) as err:
+        compile_condition("prev_state == 'S' and bogus > 1", SWITCH)
+    assert err.value.col == 23
+
+
+def test_toml_syntax_error_names_the_line():
+    with pytest.raises(DefinitionError) as err:
+        parse(HEAD + "\n[[hooks]]\ntracepoint = \n")
+    assert err.value.line == 8 and "not valid TOML" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "missing [monitor] table"),
+        (HEAD.replace('"per_task"', '"per_thread"'), "monitor type 'per_thread'"),
+        (HEAD.replace('name = "wwnr"', 'name = "' + "x" * 32 + '"'), "at most 31 characters"),
+        (HEAD + 'colour = "red"\n', "unknown key(s) colour"),
+    ],
+)
+def test_bad_monitor_tables(text, message):
+    with pytest.raises(DefinitionError, match="mon.toml") as err:
+        parse(text)
+    assert message in str(err.value)
+
+
+def test_declared_event_fields_are_usable():
+    d = parse(HEAD + '\n[events."rvraw:wwnr_switch"]\nfields = { prev_state = "int" }\n'
+              + hook(tracepoint="rvraw:wwnr_switch", task="current", when="prev_state == 0x1",
+                     entry="start", event="switch_out"))
+    (h,) = d.hooks
+    assert h.tracepoint == "rvraw:wwnr_switch" and h.event_name == "wwnr_switch"
+    assert h.when({"prev_state": 1}) and not h.when({"prev_state": 0x2001})
+
+
+def test_conditions_language():
+    f = compile_condition("prev_state in ['S', 'D'] and not (prev_pid == 0)", SWITCH)
+    assert f({"prev_state": "D", "prev_pid": 5})
+    assert not f({"prev_state": "D", "prev_pid": 0})
+    assert not f({"prev_state": "R", "prev_pid": 5})
+    bits = compile_condition("prev_pid & 0x100", SWITCH)
+    assert bits({"prev_pid": 0x101}) and not bits({"prev_pid": 0x1})
+    missing = compile_condition("prev_state == 'S'", SWITCH)
+    assert missing({}) is False  # a field the event lacks: false, never an exception
