@@ -530,6 +530,18 @@ def test_container_enables_children_in_list_order(rv: RV, sched: dict, log: list
     assert not any(sched[n].enabled for n in ("sched", "a", "b", "c"))
 
 
+def test_parent_with_callbacks_becomes_container(rv: RV, log: list) -> None:
+    """The kernel accepts any top-level parent; once it has a child it *is* a container, so
+    enabling it enables the child and never calls its own enable callback."""
+    host = Probe("host", log=log)
+    rv.register_monitor(host)
+    rv.register_monitor(Probe("guest", log=log), host)
+    assert rv.is_container(host)
+    rv.write("enabled_monitors", b"host")
+    assert log == [("enable", "guest")]
+    assert rv.read("enabled_monitors") == b"host\nhost:guest\n"
+
+
 def test_enabling_child_leaves_parent_flag(rv: RV, sched: dict[str, Monitor]) -> None:
     rv.write("monitors/sched/b/enable", b"y")
     assert sched["b"].enabled and not sched["sched"].enabled
@@ -882,6 +894,7 @@ def test_listdir_and_nested_paths(rv: RV, sched: dict[str, Monitor]) -> None:
         (lambda rv: rv.open("newfile", os.O_WRONLY | os.O_CREAT), errno.EACCES),
         (lambda rv: rv.open("nodir/newfile", os.O_WRONLY | os.O_CREAT), errno.ENOENT),
         (lambda rv: rv.open("newfile", os.O_RDONLY), errno.ENOENT),
+        (lambda rv: rv.open("monitoring_on", os.O_RDONLY | os.O_DIRECTORY), errno.ENOTDIR),
         (lambda rv: rv.unlink("enabled_monitors"), errno.EPERM),
         (lambda rv: rv.unlink("monitors/wip"), errno.EISDIR),
         (lambda rv: rv.mkdir("monitors/foo"), errno.EPERM),

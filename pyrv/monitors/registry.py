@@ -521,6 +521,8 @@ class RV:
                 raise _err(errno.EEXIST, path)
             if node.is_dir and (writable or flags & os.O_CREAT):
                 raise _err(errno.EISDIR, path)
+            if flags & os.O_DIRECTORY and not node.is_dir:
+                raise _err(errno.ENOTDIR, path)
             if node.kind == "enabled_monitors" and writable and flags & os.O_TRUNC:
                 self.disable_all_monitors()
 
@@ -648,7 +650,8 @@ class RV:
             text = text[1:]
         if not text:
             return count
-        text = text.partition(b":")[2] if b":" in text else text  # parent part not checked
+        if b":" in text:  # one nesting level: drop "parent:" without checking it
+            text = text.partition(b":")[2]
         for mon in self._list:
             if mon.name.encode() == text:
                 if enable:
