@@ -58,6 +58,7 @@ __all__ = [
 INIT_MARKER = "__init_"
 FINAL_SHAPES = frozenset({"doublecircle", "ellipse"})
 _KEYWORDS = frozenset({"node", "edge", "graph", "digraph", "subgraph", "strict"})
+_MAX_DEPTH = 100
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NEWLINE = "\\n"  # the two characters backslash and n, as written inside DOT labels
 
@@ -317,6 +318,7 @@ class _Parser:
     def __init__(self, tokens: list[_Token], source: str) -> None:
         self.toks = tokens
         self.k = 0
+        self.depth = 0
         self.source = source
 
     def error(self, tok: _Token, reason: str) -> ModelError:
@@ -360,12 +362,16 @@ class _Parser:
 
     def stmt_list(self, brace: _Token) -> list[_Stmt]:
         """Statements up to and including the ``}`` matching ``brace``."""
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:  # keeps hostile input from exhausting the Python stack
+            raise self.error(brace, f"blocks nested more than {_MAX_DEPTH} deep")
         stmts: list[_Stmt] = []
         while True:
             if self.tok.kind == "eof":
                 raise self.error(brace, "unterminated block: this '{' is never closed by '}'")
             if self.at("}"):
                 self.take()
+                self.depth -= 1
                 return stmts
             if self.at(";") or self.at(","):
                 self.take()
