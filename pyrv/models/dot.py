@@ -30,6 +30,12 @@ Warned: a later edge redefining a ``(state, event)`` transition (the later one w
 rvgen), a graph not named ``state_automaton``, a state label naming another state, a rank
 block naming an undeclared state, states unreachable from the initial state.
 
+Lexical subset: quoted IDs (only ``\\"`` is an escape; backslash-newline continues the
+string, as in graphviz), bare IDs and numerals; ``//`` and ``/* */`` comments, and ``#``
+comments to end of line anywhere outside strings (graphviz allows ``#`` only at a line
+start); attributes separated by ``,``, ``;`` or nothing.  HTML strings, ``+``
+concatenation, ports and subgraphs as edge ends are rejected with their position.
+
 Columns are 1-based and count characters (a tab is one column).
 """
 
@@ -527,7 +533,7 @@ class _Builder:
         self.check_state_name(tok, name)
         decl = self.states.setdefault(name, _Decl(tok))
         shape = attrs.get("shape")
-        if shape and shape[1].value in FINAL_SHAPES:
+        if shape and shape[1].value.lower() in FINAL_SHAPES:
             decl.final = True
         if "label" in attrs:
             decl.label = attrs["label"][1]
