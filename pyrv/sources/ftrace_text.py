@@ -282,12 +282,12 @@ def _sniff(raw: IO[bytes], source: str) -> IO[bytes]:
     """Undo compression, refuse known binary formats and binary garbage: a clean TraceError."""
     if not hasattr(raw, "peek"):
         raw = io.BufferedReader(raw)  # type: ignore[arg-type]
-    head = raw.peek(8)[:8]  # type: ignore[attr-defined]
+    head = raw.peek(16)[:16]  # type: ignore[attr-defined]
     for magic, what in _MAGIC:
         if head.startswith(magic):
             opener = _DECOMPRESSORS.get(what)
             if opener is None:
-                raise TraceError(source, None, f"this is {what}")
+                raise TraceError(source, 1, f"this is {what}")
             raw = opener(raw)
             break
     try:
@@ -614,7 +614,10 @@ class TextTraceReader:
                 out["__probe_ip"] = lead[1:-1]
             for key, value in pairs:
                 field = keys.get(key, key)
-                out[field] = convs.get(field, _auto)(value)
+                try:
+                    out[field] = convs.get(field, _auto)(value)
+                except _BadLine as exc:
+                    raise _BadLine(f"{name} field {field}: {exc.reason}") from None
             missing = required - out.keys()
             if missing:
                 raise _BadLine(

@@ -90,8 +90,8 @@ class Tracepoint:
     def key(self) -> str:
         return f"{self.system}:{self.name}" if self.system else self.name
 
-    @property
     def field_names(self) -> tuple[str, ...]:
+        """Field names in format-file order."""
         return tuple(f.name for f in self.fields)
 
     def field(self, name: str) -> TpField | None:
