@@ -766,3 +766,18 @@ def test_split_kv() -> None:
     assert split_kv("(sym+0x0/0x8) v=2") == ("(sym+0x0/0x8)", [("v", "2")])
     assert split_kv("no pairs here") == ("no pairs here", [])
     assert split_kv("s=R ==> n=x") == ("", [("s", "R"), ("n", "x")])
+
+
+def test_layout_regexes_share_group_order() -> None:
+    """The event builder unpacks m.groups() positionally: every layout must agree."""
+    from pyrv.sources import ftrace_text as ft
+
+    rxs = [
+        ft._context_re(report=r, tgid=t, flags=f)
+        for r in (False, True)
+        for t in (False, True)
+        for f in (False, True)
+    ]
+    rxs += [ft._latency_re(report=False), ft._latency_re(report=True), ft._NOCONTEXT_RE]
+    for rx in rxs:
+        assert tuple(sorted(rx.groupindex, key=rx.groupindex.get)) == ft._GROUPS

@@ -64,7 +64,8 @@ class _BadLine(Exception):
 # ---------------------------------------------------------------------------------------------
 # Line layouts. Every event regex defines the same groups, so one extractor serves them all.
 
-_GROUPS = ("inst", "comm", "pid", "cpu", "flags", "ts", "us", "name", "payload", "utype")
+# Group order (numbering) is the same in every context layout, so m.groups() unpacks them all.
+_GROUPS = ("inst", "comm", "pid", "cpu", "flags", "ts", "us", "utype", "name", "payload")
 _INST = r"(?:(?P<inst>[^\s:]+): )?"
 _NO = "(?P<{}>)"  # an always-empty group, for parts a layout does not have
 _TS = r"(?P<ts>\d+(?:\.\d+)?)"
@@ -510,7 +511,7 @@ class TextTraceReader:
     # -- event construction -------------------------------------------------------------------
 
     def _make_context(self, m: re.Match[str], lineno: int) -> TraceEvent:
-        inst, comm, pid, cpu, flags, ts, us, name, payload, utype = m.group(*_GROUPS)
+        inst, comm, pid, cpu, flags, ts, us, utype, name, payload = m.groups()
         if inst:
             self.instances.add(inst)
         if name is None:
@@ -626,31 +627,35 @@ class TextTraceReader:
             return out
 
         def parse(payload: str) -> Parsed:
-            for rx, conv in forms:
+            for rx, conv, finals in forms:
                 m = rx(payload)
                 if m is not None:
-                    values = m.groups()
-                    out: Fields = {}
-                    for field, idx, fn, keep_none in conv:
-                        v = values[idx]
-                        if v is not None:
-                            out[field] = fn(v)
-                        elif keep_none:
-                            out[field] = 0
+                    v = m.groups()
+                    out: Fields = {f: fn(v[i]) for f, i, fn in conv if v[i] is not None}
+                    for f in finals:  # rv's " (final)": absent means 0
+                        out.setdefault(f, 0)
                     return name, system, out
             return name, system, generic(payload)
 
         return parse
 
-    def _compile_form(self, tp: Tracepoint, form: Form) -> tuple[Callable[[str], Any], list]:
+    def _compile_form(self, tp: Tracepoint, form: Form) -> tuple[Callable[[str], Any], list, list]:
+        """The form's matcher, ``(field, group index, converter)`` in field order, and the
+        fields whose absence means 0."""
         rx = form.compile()
-        conv = []
+        conv, finals = [], []
         for f in tp.fields:
             idx = rx.groupindex.get(f.name)
-            if idx is not None:
-                kind = form.conv.get(f.name, f.converter)
-                conv.append((f.name, idx - 1, self._converter(kind), kind == "final"))
-        return rx.fullmatch, conv
+            if idx is None:
+                continue
+            kind = form.conv.get(f.name, f.converter)
+            fn = self._converter(kind)
+            if kind == "int" and f"(?P<{f.name}>-?\\d+)" in rx.pattern:
+                fn = int  # the regex admits only decimals: the builtin is enough
+            conv.append((f.name, idx - 1, fn))
+            if kind == "final":
+                finals.append(f.name)
+        return rx.fullmatch, conv, finals
 
     def _converter(self, kind: str, generic: bool = False) -> Callable[[str], FieldValue]:
         table, plus = self._state_table, self._preempt_bit
