@@ -781,3 +781,17 @@ def test_layout_regexes_share_group_order() -> None:
     rxs += [ft._latency_re(report=False), ft._latency_re(report=True), ft._NOCONTEXT_RE]
     for rx in rxs:
         assert tuple(sorted(rx.groupindex, key=rx.groupindex.get)) == ft._GROUPS
+
+
+def test_stack_trace_lines_are_skipped() -> None:
+    text = (
+        "            bash-1       [000] d..2.   1.000001: sched_switch: prev_comm=bash prev_pid=1"
+        " prev_prio=120 prev_state=S ==> next_comm=cat next_pid=2 next_prio=120\n"
+        "            bash-1       [000] d..2.   1.000002: <stack trace>\n"
+        " => __schedule\n"
+        " => schedule\n"
+        "             cat-2       [000] d..2.   1.000003: sched_switch: prev_comm=cat prev_pid=2"
+        " prev_prio=120 prev_state=S ==> next_comm=bash next_pid=1 next_prio=120\n"
+    )
+    items = list(iter_text_trace(io.StringIO(text)))
+    assert [i.line for i in items] == [1, 5]

@@ -22,6 +22,10 @@ an overwritten ``trace`` head, see :meth:`TextTraceReader._trim_overwritten`) be
 :class:`LostEvents` where they occur. A line that cannot be read is a :class:`TraceError`
 naming the file and line, or is counted in ``skipped`` with ``skip_bad_lines``.
 
+The ``stacktrace``/``userstacktrace`` options' ``<stack trace>`` and `` => symbol`` lines are
+skipped. Not read: the function tracers' ``func <-parent`` lines (an error: tracepoints only).
+``raw``/``hex`` lines carry no comm: ``comm`` is "".
+
 Event names: ``tracing_mark_write:`` lines and trace-cmd's ``print:`` are the ``ftrace:print``
 event and are yielded as ``name="print"`` with ``fields["buf"]`` (and ``ip`` when printed).
 ``UNKNOWN TYPE n`` lines (``fields`` option) are named from ``formats`` when given, else
@@ -115,6 +119,7 @@ _LOST_RE = re.compile(
     r"(?:(?P<inst>[^\s:]+): )?(?:CPU:(?P<cpu>\d+) )?"
     r"\[(?:LOST (?P<lost>\d+) EVENTS|(?:(?P<dropped>\d+) )?EVENTS DROPPED)\]\s*$"
 )
+_STACK_MARKS = ("<stack trace>", "<user stack trace>")
 _CPUS_RE = re.compile(r"cpus=(?P<n>\d+)\s*$")
 _EMPTY_CPU_RE = re.compile(r"CPU \d+ is empty\s*$")
 _ENTRIES_RE = re.compile(r"#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)\s+#P:(\d+)")
@@ -140,6 +145,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 # Value conversions (see pyrv.sources.tracepoints for what each one is for).
 
 _PAREN_DEC = re.compile(r"(\S*) ?\((-?\d+)\)")  # fields option: "0x15e5 (5605)", "(1)"
+_HEX_NUM = re.compile(r"-?0[xX][0-9a-fA-F]+")
 _BOOLS = {"true": 1, "false": 0}
 _PLUGIN_LETTERS = "SDTtZXxW"  # trace-cmd's sched_switch plugin: bit i -> letter
 
@@ -203,13 +209,18 @@ def _to_irqret(text: str) -> int:
 
 
 def _auto(text: str) -> FieldValue:
-    """Unknown field: int only when the whole value is a number (or ``0xH (D)``), else str."""
-    if text[:1].isdigit() or text[:1] == "-":
-        try:
-            return _to_int(text)
-        except _BadLine:
-            pass
-    return _to_str_fields(text)
+    """Unknown field: int only when the whole value is a decimal or ``0x`` number (or the
+    ``fields`` option's ``0xH (D)``), else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if _HEX_NUM.fullmatch(text):
+        return int(text, 16)
+    m = _PAREN_DEC.fullmatch(text)
+    if m is not None and m.group(1).startswith("0x"):
+        return int(m.group(2))
+    return text
 
 
 def state_letters(
@@ -432,6 +443,8 @@ class TextTraceReader:
             if self.layout is None:
                 self._header(stripped)
             return None
+        if stripped.startswith("=>") or stripped.endswith(_STACK_MARKS):
+            return None  # stacktrace/userstacktrace options: not events of their own
         if "EVENTS" in stripped:
             lost = _LOST_RE.match(stripped)
             if lost is not None:

@@ -5,7 +5,9 @@ is the event's ``print fmt``, which may differ from its fields: ``sched_process_
 ``comm=`` / ``pid=`` for its fields ``parent_comm`` / ``parent_pid``; ``sched_switch`` prints
 ``prev_state`` as letters; ``irq_handler_exit`` prints ``ret`` as ``handled``/``unhandled``.
 The catalogue maps that text back to the format-file field names and types, so every source
-yields the same ``fields`` dict for the same record.
+yields the same ``fields`` dict for the same record. One deliberate exception: the
+``preemptirq`` events' fields are ``caller``/``parent`` (the printed symbols, ``str``), not the
+format's ``caller_offs``/``parent_offs`` (offsets from ``_stext``, which text cannot give).
 
 Each :class:`Tracepoint` has:
 
