@@ -380,11 +380,8 @@ class TextTraceReader:
             if isinstance(raw.read(0), str):
                 text = raw  # type: ignore[assignment]
             else:
-                text = io.TextIOWrapper(
-                    _sniff(raw, self.source),
-                    encoding="utf-8",  # type: ignore[arg-type]
-                    errors="replace",
-                )
+                binary = _sniff(raw, self.source)  # type: ignore[arg-type]
+                text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
             yield from self._lines(text)
         finally:
             if text is not None and text is not raw:
@@ -488,19 +485,19 @@ class TextTraceReader:
     # -- layout detection ---------------------------------------------------------------------
 
     def _candidates(self) -> list[tuple[str, re.Pattern[str], Callable[..., TraceEvent]]]:
-        ctx, lat = self._make_context, self._make_context
+        ctx = self._make_context  # latency lines share its groups
         if self._report:
             return [
                 ("report", _context_re(report=True, tgid=False, flags=False), ctx),
                 ("report", _context_re(report=True, tgid=False, flags=True), ctx),
-                ("report-latency", _latency_re(report=True), lat),
+                ("report-latency", _latency_re(report=True), ctx),
             ]
         return [
             ("ftrace", _context_re(report=False, tgid=False, flags=True), ctx),
             ("ftrace", _context_re(report=False, tgid=False, flags=False), ctx),
             ("ftrace-tgid", _context_re(report=False, tgid=True, flags=True), ctx),
             ("ftrace-tgid", _context_re(report=False, tgid=True, flags=False), ctx),
-            ("latency", _latency_re(report=False), lat),
+            ("latency", _latency_re(report=False), ctx),
             ("hex", _HEX_RE, self._make_hex),
             ("raw", _RAW_RE, self._make_raw),
             ("nocontext", _NOCONTEXT_RE, self._make_nocontext),
