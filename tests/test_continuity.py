@@ -7,8 +7,9 @@ from pyrv.sources.events import LostEvents, TraceEvent
 
 
 def e(ts, cpu, pid, name="sched_wakeup", system="sched", **fields):
-    return TraceEvent(ts=ts, cpu=cpu, pid=pid, comm="x", name=name, fields=fields,
-                      system=system, line=ts)
+    return TraceEvent(
+        ts=ts, cpu=cpu, pid=pid, comm="x", name=name, fields=fields, system=system, line=ts
+    )
 
 
 def switch(ts, cpu, prev, nxt):
@@ -20,8 +21,15 @@ def run(items):
 
 
 def test_consistent_stream_has_no_gap():
-    items = [e(1, 0, 10), switch(2, 0, 10, 20), e(3, 0, 20), switch(4, 0, 20, 0), e(5, 0, 0),
-             e(6, 1, 30), e(7, 1, 30)]
+    items = [
+        e(1, 0, 10),
+        switch(2, 0, 10, 20),
+        e(3, 0, 20),
+        switch(4, 0, 20, 0),
+        e(5, 0, 0),
+        e(6, 1, 30),
+        e(7, 1, 30),
+    ]
     assert run(items) == items
 
 
@@ -40,9 +48,12 @@ def test_switch_whose_prev_is_not_the_running_task():
 
 
 def test_other_cpus_and_unjudged_events_do_not_count():
-    items = [switch(1, 0, 10, 20), e(2, 1, 99),
-             e(3, 0, 10, "event_wwnr", system="rv"),  # written inside the switch: prev's pid
-             e(4, 0, 10, "wwnr_switch", system=None)]  # kprobe, unknown to the catalogue
+    items = [
+        switch(1, 0, 10, 20),
+        e(2, 1, 99),
+        e(3, 0, 10, "event_wwnr", system="rv"),  # written inside the switch: prev's pid
+        e(4, 0, 10, "wwnr_switch", system=None),
+    ]  # kprobe, unknown to the catalogue
     assert run(items) == items
 
 

@@ -91,10 +91,13 @@ def test_trace_line_is_the_kernels_layout():
 
 def test_per_cpu_records_have_no_id():
     wip = Automaton.from_table(
-        "wip", "preemptive",
-        {("preemptive", "preempt_disable"): "non_preemptive",
-         ("non_preemptive", "preempt_enable"): "preemptive",
-         ("non_preemptive", "sched_waking"): "non_preemptive"},
+        "wip",
+        "preemptive",
+        {
+            ("preemptive", "preempt_disable"): "non_preemptive",
+            ("non_preemptive", "preempt_enable"): "preemptive",
+            ("non_preemptive", "sched_waking"): "non_preemptive",
+        },
     )
     mon, out = make(wip, MonitorType.PER_CPU)
     mon.handle(Entry.START, 0, wip.events.index("preempt_enable"), CTX)
@@ -196,7 +199,8 @@ def test_engine_matches_reference(model_spec, steps):
         mon.handle(Entry(entry), key, model.events.index(name), CTX)
         ref.run(entry, key, name, enabled)
     got = [
-        ("error", r.id, r.state, r.event) if r.kind == "error"
+        ("error", r.id, r.state, r.event)
+        if r.kind == "error"
         else ("event", r.id, r.state, r.event, r.next_state)
         for r in out
     ]

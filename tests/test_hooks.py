@@ -17,9 +17,13 @@ CATALOGUE = {
     "sched:sched_wakeup": ("comm", "pid", "prio", "target_cpu"),
 }
 WWNR = Automaton.from_table(
-    "wwnr", "not_running",
-    {("not_running", "switch_in"): "running", ("not_running", "wakeup"): "not_running",
-     ("running", "switch_out"): "not_running"},
+    "wwnr",
+    "not_running",
+    {
+        ("not_running", "switch_in"): "running",
+        ("not_running", "wakeup"): "not_running",
+        ("running", "switch_out"): "not_running",
+    },
 )
 
 
@@ -47,9 +51,17 @@ def hook(**kv: str) -> str:
 
 
 def test_valid_definition():
-    d = parse(HEAD + hook(tracepoint="sched:sched_switch", task="prev_pid",
-                          when="prev_state == 'S'", entry="start", event="switch_out")
-              + hook(tracepoint="sched:sched_wakeup", task="pid", event="wakeup"))
+    d = parse(
+        HEAD
+        + hook(
+            tracepoint="sched:sched_switch",
+            task="prev_pid",
+            when="prev_state == 'S'",
+            entry="start",
+            event="switch_out",
+        )
+        + hook(tracepoint="sched:sched_wakeup", task="pid", event="wakeup")
+    )
     assert d.name == "wwnr" and d.type is MonitorType.PER_TASK
     h0, h1 = d.hooks
     assert h0.entry is Entry.START and h0.model_event_name == "switch_out"
@@ -61,22 +73,51 @@ def test_valid_definition():
 @pytest.mark.parametrize(
     ("extra", "line", "message"),
     [
-        (hook(tracepoint="sched:sched_switch", task="prev_pidd", event="switch_out"), 9,
-         "'prev_pidd' is neither 'current' nor a field"),
-        (hook(tracepoint="sched:sched_switch", task="prev_pid", when="prev_sate == 'S'",
-              event="switch_out"), 10, "unknown field 'prev_sate'"),
-        (hook(tracepoint="sched:sched_swich", event="switch_out"), 8,
-         "unknown tracepoint 'sched:sched_swich'"),
-        (hook(tracepoint="sched:sched_switch", task="prev_pid", event="switch_off"), 10,
-         "model 'wwnr' has no event 'switch_off'"),
-        (hook(tracepoint="sched:sched_switch", entry="begin", event="switch_in"), 9,
-         "unknown entry 'begin'"),
-        (hook(tracepoint="sched:sched_switch", cpu="current", event="switch_in"), 9,
-         "a per_task monitor takes no 'cpu' target"),
-        (hook(tracepoint="sched:sched_switch", when="prev_state ==", event="switch_in"), 9,
-         "syntax error"),
-        (hook(tracepoint="sched:sched_switch", when="__import__('os')", event="switch_in"), 9,
-         "Call is not allowed"),
+        (
+            hook(tracepoint="sched:sched_switch", task="prev_pidd", event="switch_out"),
+            9,
+            "'prev_pidd' is neither 'current' nor a field",
+        ),
+        (
+            hook(
+                tracepoint="sched:sched_switch",
+                task="prev_pid",
+                when="prev_sate == 'S'",
+                event="switch_out",
+            ),
+            10,
+            "unknown field 'prev_sate'",
+        ),
+        (
+            hook(tracepoint="sched:sched_swich", event="switch_out"),
+            8,
+            "unknown tracepoint 'sched:sched_swich'",
+        ),
+        (
+            hook(tracepoint="sched:sched_switch", task="prev_pid", event="switch_off"),
+            10,
+            "model 'wwnr' has no event 'switch_off'",
+        ),
+        (
+            hook(tracepoint="sched:sched_switch", entry="begin", event="switch_in"),
+            9,
+            "unknown entry 'begin'",
+        ),
+        (
+            hook(tracepoint="sched:sched_switch", cpu="current", event="switch_in"),
+            9,
+            "a per_task monitor takes no 'cpu' target",
+        ),
+        (
+            hook(tracepoint="sched:sched_switch", when="prev_state ==", event="switch_in"),
+            9,
+            "syntax error",
+        ),
+        (
+            hook(tracepoint="sched:sched_switch", when="__import__('os')", event="switch_in"),
+            9,
+            "Call is not allowed",
+        ),
     ],
 )
 def test_bad_hooks_are_rejected_with_line_and_reason(extra, line, message):
@@ -115,9 +156,17 @@ def test_bad_monitor_tables(text, message):
 
 
 def test_declared_event_fields_are_usable():
-    d = parse(HEAD + '\n[events."rvraw:wwnr_switch"]\nfields = { prev_state = "int" }\n'
-              + hook(tracepoint="rvraw:wwnr_switch", task="current", when="prev_state == 0x1",
-                     entry="start", event="switch_out"))
+    d = parse(
+        HEAD
+        + '\n[events."rvraw:wwnr_switch"]\nfields = { prev_state = "int" }\n'
+        + hook(
+            tracepoint="rvraw:wwnr_switch",
+            task="current",
+            when="prev_state == 0x1",
+            entry="start",
+            event="switch_out",
+        )
+    )
     (h,) = d.hooks
     assert h.tracepoint == "rvraw:wwnr_switch" and h.event_name == "wwnr_switch"
     assert h.when({"prev_state": 1}) and not h.when({"prev_state": 0x2001})

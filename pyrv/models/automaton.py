@@ -64,9 +64,8 @@ class Automaton:
             raise ModelError(src, None, None, "transition function must have a row per state")
         for s, row in enumerate(self.function):
             if len(row) != len(self.events):
-                raise ModelError(
-                    src, None, None, f"row of state {self.states[s]!r} must have one entry per event"
-                )
+                why = f"row of state {self.states[s]!r} must have one entry per event"
+                raise ModelError(src, None, None, why)
             for nxt in row:
                 if nxt is not None and not 0 <= nxt < len(self.states):
                     raise ModelError(src, None, None, f"next state index {nxt} out of range")
@@ -100,7 +99,8 @@ class Automaton:
         final_names = set(finals) or {initial}
         unknown = final_names - all_states
         if unknown:
-            raise ModelError(f"model {name!r}", None, None, f"unknown final state {sorted(unknown)}")
+            why = f"unknown final state {sorted(unknown)}"
+            raise ModelError(f"model {name!r}", None, None, why)
         return cls(
             name=name,
             states=ordered_states,
@@ -126,7 +126,7 @@ class Automaton:
         return self.events.index(name)
 
     def table(self) -> dict[tuple[str, str], str]:
-        """The transition function by name: ``{(state, event): next_state}`` (valid entries only)."""
+        """The transition function by name: ``{(state, event): next}``, valid entries only."""
         return {
             (self.states[s], self.events[e]): self.states[n]
             for s, row in enumerate(self.function)

@@ -130,8 +130,14 @@ class DAMonitor(Monitor):
         if nxt is None:
             self.counts["errors"] += 1
             rec = Record(
-                "error", self.name, key_id(key) if self._has_id else None,
-                model.states[state], model.events[event], None, False, ctx,
+                "error",
+                self.name,
+                key_id(key) if self._has_id else None,
+                model.states[state],
+                model.events[event],
+                None,
+                False,
+                ctx,
             )
             self.react(rec.reaction_message())  # DA reacts before it writes error_<mon>
             if self.sink is not None:
@@ -142,8 +148,13 @@ class DAMonitor(Monitor):
         if self.emit_events and self.sink is not None:
             self.sink(
                 Record(
-                    "event", self.name, key_id(key) if self._has_id else None,
-                    model.states[state], model.events[event], model.states[nxt],
-                    nxt in model.finals, ctx,
+                    "event",
+                    self.name,
+                    key_id(key) if self._has_id else None,
+                    model.states[state],
+                    model.events[event],
+                    model.states[nxt],
+                    nxt in model.finals,
+                    ctx,
                 )
             )

@@ -33,8 +33,9 @@ class Dispatcher:
         hooks = self.by_event.get(ev.name)
         if not hooks:
             return
-        if ev.system is not None and not all(h.tracepoint.startswith(ev.system + ":")
-                                             for _, h in hooks):
+        if ev.system is not None and not all(
+            h.tracepoint.startswith(ev.system + ":") for _, h in hooks
+        ):
             hooks = [(m, h) for m, h in hooks if h.tracepoint.startswith(ev.system + ":")]
         ctx = Context(ev.ts, ev.cpu, ev.pid, ev.comm, self.counter_clock)
         counted: set[str] = set()

@@ -109,7 +109,8 @@ def parse_definition(
     name = _required_str(mon, "name", source, locate.key_line("monitor", 0, "name"))
     if not _NAME_RE.match(name) or len(name) >= 32:
         raise DefinitionError(
-            source, locate.key_line("monitor", 0, "name"),
+            source,
+            locate.key_line("monitor", 0, "name"),
             f"monitor name {name!r} must be an identifier of at most 31 characters",
         )
     mtype = _monitor_type(mon.get("type"), source, locate.key_line("monitor", 0, "type"))
@@ -128,9 +129,7 @@ def parse_definition(
     rows = data.get("hooks", [])
     if not isinstance(rows, list):
         raise DefinitionError(source, None, "hooks must be an array of tables ([[hooks]])")
-    hooks = [
-        _hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)
-    ]
+    hooks = [_hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)]
     return MonitorDef(
         name=name,
         description=str(mon.get("description", "")),
@@ -144,8 +143,13 @@ def parse_definition(
 
 
 def _hook(
-    row: Any, index: int, mtype: MonitorType, model: Automaton,
-    lookup: Callable[[str], tuple[str, tuple[str, ...]] | None], source: str, locate: _Locator,
+    row: Any,
+    index: int,
+    mtype: MonitorType,
+    model: Automaton,
+    lookup: Callable[[str], tuple[str, tuple[str, ...]] | None],
+    source: str,
+    locate: _Locator,
 ) -> Hook:
     def line_of(key: str | None) -> int | None:
         return locate.key_line("hooks", index, key)
@@ -158,8 +162,9 @@ def _hook(
     found = lookup(tp)
     if found is None:
         raise DefinitionError(
-            source, line_of("tracepoint"),
-            f"{where}: unknown tracepoint {tp!r} (declare it under [events.\"system:name\"])",
+            source,
+            line_of("tracepoint"),
+            f'{where}: unknown tracepoint {tp!r} (declare it under [events."system:name"])',
         )
     full, fields = found
     target = _target(row, mtype, fields, source, line_of, where)
@@ -181,25 +186,39 @@ def _hook(
         entry = Entry(entry_text)
     except ValueError:
         raise DefinitionError(
-            source, line_of("entry"),
+            source,
+            line_of("entry"),
             f"{where}: unknown entry {entry_text!r} (handle, start or start_run)",
         ) from None
     ev = _required_str(row, "event", source, line_of("event"), where)
     if ev not in model.events:
         raise DefinitionError(
-            source, line_of("event"),
-            f"{where}: model {model.name!r} has no event {ev!r} (events: {', '.join(model.events)})",
+            source,
+            line_of("event"),
+            f"{where}: model {model.name!r} has no event {ev!r} "
+            f"(events: {', '.join(model.events)})",
         )
     return Hook(
-        tracepoint=full, event_name=full.split(":", 1)[-1], target=target, when=predicate,
-        when_text=when_text, uses_common=uses_common, entry=entry,
-        model_event=model.events.index(ev), model_event_name=ev, line=line_of(None),
+        tracepoint=full,
+        event_name=full.split(":", 1)[-1],
+        target=target,
+        when=predicate,
+        when_text=when_text,
+        uses_common=uses_common,
+        entry=entry,
+        model_event=model.events.index(ev),
+        model_event_name=ev,
+        line=line_of(None),
     )
 
 
 def _target(
-    row: dict[str, Any], mtype: MonitorType, fields: tuple[str, ...], source: str,
-    line_of: Callable[[str | None], int | None], where: str,
+    row: dict[str, Any],
+    mtype: MonitorType,
+    fields: tuple[str, ...],
+    source: str,
+    line_of: Callable[[str | None], int | None],
+    where: str,
 ) -> str | None:
     wanted = {MonitorType.PER_TASK: "task", MonitorType.PER_CPU: "cpu"}.get(mtype)
     for key in ("task", "cpu"):
@@ -212,7 +231,8 @@ def _target(
     target = row.get(wanted, CURRENT)
     if not isinstance(target, str) or (target != CURRENT and target not in fields):
         raise DefinitionError(
-            source, line_of(wanted),
+            source,
+            line_of(wanted),
             f"{where}: {wanted} = {target!r} is neither 'current' nor a field of the tracepoint "
             f"(fields: {', '.join(fields)})",
         )
@@ -224,15 +244,20 @@ def _monitor_type(value: Any, source: str, line: int | None) -> MonitorType:
         mtype = MonitorType(value)
     except ValueError:
         names = ", ".join(t.value for t in MonitorType)
-        raise DefinitionError(source, line, f"monitor type {value!r} is not one of {names}") from None
+        raise DefinitionError(
+            source, line, f"monitor type {value!r} is not one of {names}"
+        ) from None
     if mtype is MonitorType.PER_OBJ:
         raise DefinitionError(source, line, "per_obj monitors are not supported yet")
     return mtype
 
 
 def _model(
-    mon: dict[str, Any], source: str, base_dir: Path,
-    load_model: Callable[[str], Automaton], line: int | None,
+    mon: dict[str, Any],
+    source: str,
+    base_dir: Path,
+    load_model: Callable[[str], Automaton],
+    line: int | None,
 ) -> Automaton:
     ref = _required_str(mon, "model", source, line)
     try:
@@ -252,9 +277,14 @@ def _declared_events(value: Any, source: str) -> dict[str, dict[str, str]]:
         raise DefinitionError(source, None, "[events] must be a table")
     out: dict[str, dict[str, str]] = {}
     for name, spec in value.items():
-        if ":" not in name or not isinstance(spec, dict) or not isinstance(spec.get("fields"), dict):
+        if (
+            ":" not in name
+            or not isinstance(spec, dict)
+            or not isinstance(spec.get("fields"), dict)
+        ):
             raise DefinitionError(
-                source, None,
+                source,
+                None,
                 f"[events.{name!r}] must be named system:event and have fields = {{name = type}}",
             )
         for fname, ftype in spec["fields"].items():
@@ -281,8 +311,9 @@ def _reject_unknown(
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise DefinitionError(
-            source, line, f"{where}: unknown key(s) {', '.join(unknown)} (allowed: "
-            f"{', '.join(sorted(allowed))})"
+            source,
+            line,
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})",
         )
 
 

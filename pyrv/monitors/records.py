@@ -57,7 +57,9 @@ class Record:
 
     def reaction_message(self) -> str:
         """The message a DA monitor hands its reactor (da_monitor.h), newline-terminated."""
-        return f"rv: monitor {self.monitor} does not allow event {self.event} on state {self.state}\n"
+        return (
+            f"rv: monitor {self.monitor} does not allow event {self.event} on state {self.state}\n"
+        )
 
     def as_json(self) -> dict[str, Any]:
         ctx = self.context
