@@ -1,0 +1,233 @@
+"""The Python entry point of the main job: verify traces with the kernel's monitors.
+
+``check()`` wires the three realms together: a source turns a trace into events, the
+registry enables the chosen monitors exactly as writing ``enabled_monitors`` would, the
+dispatcher feeds each event to the monitors' hooks, and every verdict leaves as a
+:class:`~pyrv.monitors.records.Record` through ``on_record``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyrv.monitors.catalogue import build_rv, load_monitor_definition
+from pyrv.monitors.da import DAMonitor, MonitorType
+from pyrv.monitors.dispatch import Dispatcher
+from pyrv.monitors.hooks import MonitorDef
+from pyrv.monitors.records import Record
+from pyrv.monitors.registry import RV
+from pyrv.sources.continuity import SwitchContinuity
+from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
+from pyrv.sources.ftrace_text import TextTraceReader
+from pyrv.sources.presence import events_present
+
+
+class CheckError(Exception):
+    """A request ``check`` cannot run: unknown monitor, missing events, bad reactor."""
+
+
+@dataclass
+class MonitorSummary:
+    """What one monitor did over one trace."""
+
+    name: str
+    type: str
+    hooked_events: int  # trace events that reached one of its hooks
+    transitions: int  # model events processed by a monitoring instance
+    instances: int  # distinct instances that received an event
+    violations: int
+
+
+@dataclass
+class CheckResult:
+    """The outcome of verifying one trace."""
+
+    source: str
+    monitors: list[MonitorSummary]
+    events_read: int = 0
+    gaps: list[LostEvents] = field(default_factory=list)
+    skipped_lines: list[tuple[int, str]] = field(default_factory=list)
+    dropped_incomplete: int = 0
+
+    @property
+    def violations(self) -> int:
+        return sum(m.violations for m in self.monitors)
+
+
+RecordCallback = Callable[[Record], None]
+GapCallback = Callable[[LostEvents], None]
+
+
+@dataclass
+class CheckOptions:
+    """How to run: which monitors, which reactor, where to start, what to report."""
+
+    monitors: Sequence[str] = ()  # empty: every monitor whose events the trace has
+    definitions: Sequence[MonitorDef | str | Path] = ()  # extra/replacement monitor files
+    reactor: str | None = None
+    emit_events: bool = False
+    skip_bad_lines: bool = False
+    formats_dir: str | Path | None = None
+    start_ts: int | None = None  # ns: monitors are enabled at this time
+    start_marker: str | None = None  # or at the first trace_marker write containing this
+    detect_silent_loss: bool = True
+    on_record: RecordCallback | None = None
+    on_gap: GapCallback | None = None
+    setup_rv: Callable[[RV], None] | None = None  # e.g. register user reactors
+
+
+def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
+    out = []
+    for d in opts.definitions:
+        out.append(d if isinstance(d, MonitorDef) else load_monitor_definition(d))
+    return out
+
+
+def check(trace: str | Path, opts: CheckOptions | None = None) -> CheckResult:
+    """Verify one trace file (ftrace text or ``trace-cmd report`` text)."""
+    opts = opts or CheckOptions()
+    defs = monitor_definitions(opts)
+    names, rv = _select(trace, opts, defs)
+    monitors = [_enabled_monitor(rv, n) for n in names]
+    reader = TextTraceReader(
+        trace, formats=_formats(opts.formats_dir), skip_bad_lines=opts.skip_bad_lines
+    )
+    result = CheckResult(source=str(trace), monitors=[])
+    dispatcher = Dispatcher(monitors)
+    for mon in monitors:
+        mon.emit_events = opts.emit_events
+        mon.sink = opts.on_record
+    items: Iterable[TraceItem] = reader
+    if opts.detect_silent_loss:
+        items = SwitchContinuity().filter(items)
+    started = opts.start_ts is None and opts.start_marker is None
+    for item in _counting(items, result):
+        if isinstance(item, LostEvents):
+            result.gaps.append(item)
+            dispatcher.lost(item)
+            if opts.on_gap is not None:
+                opts.on_gap(item)
+            continue
+        if not started:
+            started = _starts_here(item, opts)
+            if not started:
+                continue
+            for mon in monitors:  # enabling resets every instance
+                mon.reset()
+        dispatcher.counter_clock = reader.counter_clock
+        dispatcher.feed(item)
+    result.skipped_lines = list(reader.skipped)
+    result.dropped_incomplete = getattr(reader, "dropped_incomplete", 0)
+    result.monitors = [
+        MonitorSummary(
+            m.name,
+            m.type.value,
+            dispatcher.hooked[m.name],
+            m.counts["events"],
+            len(m.seen),
+            m.counts["errors"],
+        )
+        for m in monitors
+    ]
+    return result
+
+
+def _counting(items: Iterable[TraceItem], result: CheckResult) -> Iterator[TraceItem]:
+    for item in items:
+        if isinstance(item, TraceEvent):
+            result.events_read += 1
+        yield item
+
+
+def _starts_here(ev: TraceEvent, opts: CheckOptions) -> bool:
+    if opts.start_ts is not None and ev.ts >= opts.start_ts:
+        return True
+    if opts.start_marker is not None and ev.name in ("tracing_mark_write", "print"):
+        return opts.start_marker in str(ev.fields.get("buf", ""))
+    return False
+
+
+def _formats(formats_dir: str | Path | None):  # noqa: ANN202 - FormatSet or None
+    if formats_dir is None:
+        return None
+    from pyrv.sources.formats import FormatSet
+
+    return FormatSet.load(formats_dir)
+
+
+def _select(trace: str | Path, opts: CheckOptions, defs: list[MonitorDef]) -> tuple[list[str], RV]:
+    """Choose the monitors, size the per-task slots to them, and enable them."""
+    probe = build_rv(defs)
+    all_mons = {m.name: m for m in _da_monitors(probe)}
+    runnable = {n: m for n, m in all_mons.items() if m.definition and m.definition.hooks}
+    requested = opts.monitors
+    names = _expand_requested(requested, probe, all_mons) if requested else list(runnable)
+    wanted = {tp for n in names if n in runnable for tp in runnable[n].definition.tracepoints()}
+    present = events_present(trace, {tp.split(":", 1)[-1] for tp in wanted}) if wanted else set()
+    chosen = []
+    for n in names:
+        mon = all_mons[n]
+        if n not in runnable:
+            raise CheckError(
+                f"monitor {n} hooks bare tracepoints that a trace cannot show; it has no hook "
+                "table yet, so it cannot run on a trace"
+            )
+        missing = [tp for tp in mon.definition.tracepoints() if tp.split(":", 1)[-1] not in present]
+        if missing and opts.monitors:
+            raise CheckError(f"monitor {n} needs events missing from {trace}: {', '.join(missing)}")
+        if not missing:
+            chosen.append(n)
+    slots = max(1, min(8, sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)))
+    rv = build_rv(defs, per_task_slots=max(2, slots) if slots <= 8 else 8)
+    if opts.setup_rv is not None:
+        opts.setup_rv(rv)
+    for n in chosen:
+        _write(rv, "enabled_monitors", n)
+        if opts.reactor is not None:
+            _write(rv, f"monitors/{_path(rv, n)}/reactors", opts.reactor)
+    return chosen, rv
+
+
+def _expand_requested(requested: Sequence[str], rv: RV, mons: dict[str, DAMonitor]) -> list[str]:
+    names: list[str] = []
+    for req in requested:
+        name = req.split(":", 1)[-1]
+        children = [m.name for m in rv.monitors() if m.parent is not None and m.parent.name == name]
+        if children:
+            names.extend(c for c in children if c not in names)
+        elif name in mons:
+            if name not in names:
+                names.append(name)
+        else:
+            raise CheckError(
+                f"unknown monitor {req!r} (available: {', '.join(m.name for m in rv.monitors())})"
+            )
+    return names
+
+
+def _path(rv: RV, name: str) -> str:
+    mon = next(m for m in rv.monitors() if m.name == name)
+    return f"{mon.parent.name}/{name}" if mon.parent is not None else name
+
+
+def _write(rv: RV, path: str, value: str) -> None:
+    try:
+        rv.write(path, (value + "\n").encode())
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = ""
+        if exc.errno == errno.EINVAL and path.endswith("reactors"):
+            hint = f" (unknown reactor {value!r}?)"
+        raise CheckError(f"writing {value!r} to {path}: {why}{hint}") from None
+
+
+def _da_monitors(rv: RV) -> list[DAMonitor]:
+    return [m for m in rv.monitors() if isinstance(m, DAMonitor)]
+
+
+def _enabled_monitor(rv: RV, name: str) -> DAMonitor:
+    return next(m for m in _da_monitors(rv) if m.name == name)

@@ -1,0 +1,1 @@
+"""Interfaces: the ``pyrv`` command."""

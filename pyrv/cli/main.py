@@ -1,0 +1,252 @@
+"""The ``pyrv`` command: ``check`` verifies traces, ``list`` shows monitors like ``rv list``.
+
+Exit status: 0 no violation, 1 violations found, 2 usage or input error, 3 the panic reactor
+fired (the run stops at the first reaction, as the kernel would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from pyrv.api import CheckError, CheckOptions, CheckResult, check
+from pyrv.models.automaton import ModelError
+from pyrv.monitors.catalogue import build_rv
+from pyrv.monitors.hooks import DefinitionError
+from pyrv.monitors.reactors import RVPanic
+from pyrv.monitors.records import Record
+from pyrv.sources.errors import TraceError
+from pyrv.sources.events import LostEvents
+
+EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_PANIC = 0, 1, 2, 3
+
+
+def bundled_trace() -> Path:
+    """The real trace shipped with the package (see pyrv/data/README.md)."""
+    return Path(str(resources.files("pyrv") / "data" / "sched_trace.txt"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pyrv", description="Linux kernel Runtime Verification monitors in user space."
+    )
+    sub = p.add_subparsers(dest="command")
+    c = sub.add_parser("check", help="verify recorded traces with the kernel's monitors")
+    c.add_argument(
+        "traces",
+        nargs="*",
+        metavar="TRACE",
+        help="ftrace text (trace, trace_pipe, per-CPU) or trace-cmd report text; "
+        ".gz/.xz are read transparently; default: the bundled real trace",
+    )
+    c.add_argument(
+        "-m",
+        "--monitor",
+        action="append",
+        default=[],
+        metavar="MONITOR",
+        help="monitor to run (repeatable; a container runs its children); default: "
+        "every monitor whose events the trace has",
+    )
+    c.add_argument(
+        "-d",
+        "--definition",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a monitor definition (model + hook table, docs/monitor-definitions.md); "
+        "replaces a built-in monitor of the same name",
+    )
+    c.add_argument(
+        "-r",
+        "--reactor",
+        metavar="REACTOR",
+        help="reactor for the chosen monitors: nop, printk, panic",
+    )
+    c.add_argument(
+        "--kmsg",
+        action="store_true",
+        help="the printk reactor also writes to the kernel log (/dev/kmsg)",
+    )
+    c.add_argument("--events", action="store_true", help="print every event_<monitor> transition")
+    c.add_argument("--json", action="store_true", help="one JSON object per line")
+    c.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="skip lines that do not parse (counted and reported) instead of failing",
+    )
+    c.add_argument(
+        "--formats",
+        metavar="DIR",
+        help="event format files, to decode traces written with the raw/hex options",
+    )
+    c.add_argument(
+        "--start",
+        metavar="SECONDS",
+        type=float,
+        help="enable the monitors at this trace time (seconds, as printed)",
+    )
+    c.add_argument(
+        "--start-marker",
+        metavar="TEXT",
+        help="enable the monitors at the first trace_marker write containing TEXT",
+    )
+    c.add_argument(
+        "--no-resync",
+        action="store_true",
+        help="do not detect sched_switch records lost without a marker",
+    )
+    c.set_defaults(run=_cmd_check)
+    ls = sub.add_parser("list", help="list monitors like the kernel's `rv list`")
+    ls.add_argument("container", nargs="?", help="only the monitors of this container")
+    ls.set_defaults(run=_cmd_list)
+    return p
+
+
+class _Printer:
+    """Writes records, gaps and summaries as text or JSON lines."""
+
+    def __init__(self, out: TextIO, as_json: bool) -> None:
+        self.out, self.as_json = out, as_json
+
+    def record(self, rec: Record) -> None:
+        if self.as_json:
+            self._json(rec.as_json())
+        else:
+            self.out.write(rec.trace_line() + "\n")
+
+    def gap(self, gap: LostEvents) -> None:
+        where = f"{gap.source}:{gap.line}" if gap.line else gap.source
+        cpu = "all CPUs" if gap.cpu is None else f"cpu {gap.cpu}"
+        count = "unknown number of" if gap.count is None else str(gap.count)
+        if self.as_json:
+            self._json(
+                {
+                    "type": "gap",
+                    "cpu": gap.cpu,
+                    "count": gap.count,
+                    "ts": gap.ts,
+                    "reason": gap.reason,
+                    "pids": gap.pids,
+                    "where": where,
+                }
+            )
+        else:
+            self.out.write(
+                f"# gap at {where}: {cpu}: {count} events lost ({gap.reason}); "
+                "affected instances reset\n"
+            )
+
+    def summary(self, res: CheckResult) -> None:
+        if self.as_json:
+            self._json(
+                {
+                    "type": "summary",
+                    "trace": res.source,
+                    "events": res.events_read,
+                    "gaps": len(res.gaps),
+                    "skipped_lines": len(res.skipped_lines),
+                    "dropped_incomplete": res.dropped_incomplete,
+                    "monitors": [vars(m) for m in res.monitors],
+                }
+            )
+            return
+        w = self.out.write
+        w(f"== {res.source}: {res.events_read} events, {len(res.gaps)} gaps")
+        if res.skipped_lines:
+            w(f", {len(res.skipped_lines)} bad lines skipped")
+        if res.dropped_incomplete:
+            w(f", {res.dropped_incomplete} events before the complete part dropped")
+        w("\n")
+        for line, reason in res.skipped_lines[:10]:
+            w(f"#   skipped line {line}: {reason}\n")
+        if not res.monitors:
+            w("   no monitor has its events in this trace\n")
+        for m in res.monitors:
+            w(
+                f"   {m.name:<8} {m.type:<8} {m.hooked_events:>9} events handled  "
+                f"{m.transitions:>9} transitions  {m.instances:>6} instances  "
+                f"{m.violations:>5} violations\n"
+            )
+
+    def _json(self, obj: object) -> None:
+        self.out.write(json.dumps(obj, sort_keys=True) + "\n")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    out = _Printer(sys.stdout, args.json)
+    traces = args.traces or [str(bundled_trace())]
+    violations = 0
+    for trace in traces:
+        opts = CheckOptions(
+            monitors=args.monitor,
+            definitions=args.definition,
+            reactor=args.reactor,
+            emit_events=args.events,
+            skip_bad_lines=args.skip_bad_lines,
+            formats_dir=args.formats,
+            start_ts=None if args.start is None else round(args.start * 1e9),
+            start_marker=args.start_marker,
+            detect_silent_loss=not args.no_resync,
+            on_record=out.record,
+            on_gap=out.gap,
+            setup_rv=(lambda rv: rv.set_printk_kmsg(True)) if args.kmsg else None,
+        )
+        try:
+            res = check(trace, opts)
+        except RVPanic as exc:
+            sys.stdout.flush()
+            print(f"pyrv: panic reactor: {str(exc).rstrip()}", file=sys.stderr)
+            return EXIT_PANIC
+        except (CheckError, TraceError, ModelError, DefinitionError) as exc:
+            sys.stdout.flush()
+            print(f"pyrv check: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except OSError as exc:
+            print(f"pyrv check: {trace}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_ERROR
+        out.summary(res)
+        violations += res.violations
+    return EXIT_VIOLATIONS if violations else EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    """``rv list`` layout: name in 32 columns, description, [ON]/[OFF]; children indented."""
+    rv = build_rv(per_task_slots=8)
+    shown = 0
+    for mon in rv.monitors():
+        parent = mon.parent.name if mon.parent is not None else None
+        state = "[ON]" if mon.enabled else "[OFF]"
+        desc = mon.description.split("\n", 1)[0]
+        if args.container:
+            if parent != args.container:
+                continue
+            print(f"{mon.name:<32} {desc} {state}")
+        elif parent is not None:
+            print(f" - {mon.name:<29} {desc} {state}")
+        else:
+            print(f"{mon.name:<32} {desc} {state}")
+        shown += 1
+    if not shown:
+        where = f" in container {args.container}" if args.container else ""
+        print(f"-- No monitor found{where} --")
+    return EXIT_OK
