@@ -597,6 +597,8 @@ def test_assorted_events() -> None:
     )
     assert f[18] == ("my_plain_event", None, {})
     assert f[19][2] == {"comm": "python", "pid": 70, "runtime": 123456}
+    assert f[21][2] == {"cpu": 1, "states": "0", "atoms": "RT", "next": "1"}
+    assert f[22] == ("error_sleep", "rv", {"cpu": 1})
 
 
 def test_registered_event_gets_system_and_types() -> None:

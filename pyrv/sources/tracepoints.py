@@ -458,6 +458,7 @@ _RV_FIELDS = (
     _f("states", S, optional=True),
     _f("atoms", S, optional=True),
     _f("next", S, optional=True),
+    _f("cpu", int, optional=True),
 )
 _RV_ID = r"(?:(?P<id>-?\d+): )?"
 _RV_EVENT_FORMS = (
@@ -466,10 +467,13 @@ _RV_EVENT_FORMS = (
         _RV_ID + r"(?P<state>\S+) x (?P<event>\S+) -> (?P<next_state>\S+)"
         r"(?P<final_state> \(final\))?\s*"
     ),
-    # LTL: "COMM[PID]: (STATES) x (ATOMS) -> (NEXT)"
+    # LTL per task: "COMM[PID]: (STATES) x (ATOMS) -> (NEXT)"; per CPU: "cpuN: (...) x ..."
     Form(
         r"(?P<comm>.*)\[(?P<pid>-?\d+)\]: \((?P<states>[^)]*)\) x \((?P<atoms>[^)]*)\)"
         r" -> \((?P<next>[^)]*)\)\s*"
+    ),
+    Form(
+        r"cpu(?P<cpu>\d+): \((?P<states>[^)]*)\) x \((?P<atoms>[^)]*)\) -> \((?P<next>[^)]*)\)\s*"
     ),
 )
 _RV_ERROR_FORMS = (
@@ -478,6 +482,7 @@ _RV_ERROR_FORMS = (
         r"(?: with env (?P<env>.*?))?\s*"
     ),
     Form(r"(?P<comm>.*)\[(?P<pid>-?\d+)\]: violation detected\s*"),
+    Form(r"cpu(?P<cpu>\d+): violation detected\s*"),
 )
 _RV_NAME = re.compile(r"(event|error)_\w+")
 
