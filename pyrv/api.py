@@ -9,6 +9,7 @@ dispatcher feeds each event to the monitors' hooks, and every verdict leaves as 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -91,17 +92,25 @@ def check(trace: str | Path, opts: CheckOptions | None = None) -> CheckResult:
     """Verify one trace file (ftrace text or ``trace-cmd report`` text)."""
     opts = opts or CheckOptions()
     defs = monitor_definitions(opts)
-    names, rv = _select(trace, opts, defs)
-    monitors = [_enabled_monitor(rv, n) for n in names]
     reader = TextTraceReader(
         trace, formats=_formats(opts.formats_dir), skip_bad_lines=opts.skip_bad_lines
     )
+    # the first item decides the layout: a trace pyrv cannot read fails before any verdict
+    stream = iter(reader)
+    first = next(stream, None)
+    names, rv = _select(trace, opts, defs, assume_present=opts.formats_dir is not None)
+    if names and not reader.has_context:
+        raise CheckError(
+            f"{trace}: the trace has no context columns (written with the nocontext-info "
+            "option): monitors need the task, CPU and time of every event"
+        )
+    monitors = [_enabled_monitor(rv, n) for n in names]
     result = CheckResult(source=str(trace), monitors=[])
     dispatcher = Dispatcher(monitors)
     for mon in monitors:
         mon.emit_events = opts.emit_events
         mon.sink = opts.on_record
-    items: Iterable[TraceItem] = reader
+    items: Iterable[TraceItem] = itertools.chain(() if first is None else (first,), stream)
     if opts.detect_silent_loss:
         items = SwitchContinuity().filter(items)
     started = opts.start_ts is None and opts.start_marker is None
@@ -159,7 +168,9 @@ def _formats(formats_dir: str | Path | None):  # noqa: ANN202 - FormatSet or Non
     return FormatSet.load(formats_dir)
 
 
-def _select(trace: str | Path, opts: CheckOptions, defs: list[MonitorDef]) -> tuple[list[str], RV]:
+def _select(
+    trace: str | Path, opts: CheckOptions, defs: list[MonitorDef], assume_present: bool = False
+) -> tuple[list[str], RV]:
     """Choose the monitors, size the per-task slots to them, and enable them."""
     probe = build_rv(defs)
     all_mons = {m.name: m for m in _da_monitors(probe)}
@@ -167,7 +178,8 @@ def _select(trace: str | Path, opts: CheckOptions, defs: list[MonitorDef]) -> tu
     requested = opts.monitors
     names = _expand_requested(requested, probe, all_mons) if requested else list(runnable)
     wanted = {tp for n in names if n in runnable for tp in runnable[n].definition.tracepoints()}
-    present = events_present(trace, {tp.split(":", 1)[-1] for tp in wanted}) if wanted else set()
+    bare = {tp.split(":", 1)[-1] for tp in wanted}
+    present = bare if assume_present else events_present(trace, bare)
     chosen = []
     for n in names:
         mon = all_mons[n]

@@ -21,10 +21,11 @@ def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
     """The subset of ``names`` that occur as ``NAME:`` event labels in ``trace``.
 
     Text traces print the event name followed by a colon after the timestamp (ftrace) or
-    padded after it (trace-cmd report), so ``b" NAME:"`` is searched. A file that cannot
+    padded after it (trace-cmd report), or alone at the start of a line (nocontext-info), so
+    ``b" NAME:"`` and ``b"\nNAME:"`` are searched. A file that cannot
     be scanned this way (stdin) reports every name present; the parse then decides.
     """
-    wanted = {n: b" " + n.encode() + b":" for n in names}
+    wanted = {n: (b" " + n.encode() + b":", b"\n" + n.encode() + b":") for n in names}
     path = Path(trace)
     if str(trace) == "-" or not path.is_file():
         return set(wanted)
@@ -38,8 +39,8 @@ def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
                 if not chunk:
                     break
                 data = tail + chunk
-                for n, pat in wanted.items():
-                    if n not in found and pat in data:
+                for n, pats in wanted.items():
+                    if n not in found and any(p in data for p in pats):
                         found.add(n)
                 tail = data[-64:]
     except (OSError, EOFError, lzma.LZMAError):
