@@ -1,0 +1,131 @@
+"""The kernel's monitor set: registration order, hook tables equal to spec §4.1/§4.2."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from pyrv.monitors.catalogue import build_rv, kernel_definitions
+from pyrv.monitors.da import DAMonitor, Entry, MonitorType
+
+
+def test_available_monitors_in_the_kernels_order():
+    # spec §1.1: link order wip, wwnr, sched, sco, snroc, scpd, snep, sts, nrp, sssw, opid;
+    # children inserted right after their parent, so siblings appear in reverse order
+    rv = build_rv()
+    assert rv.read("available_monitors").decode().split() == [
+        "wip",
+        "wwnr",
+        "sched",
+        "sched:opid",
+        "sched:sssw",
+        "sched:nrp",
+        "sched:sts",
+        "sched:snep",
+        "sched:scpd",
+        "sched:snroc",
+        "sched:sco",
+    ]
+
+
+def test_descriptions_and_types_are_the_kernels():
+    # spec §4: description and instance type of each monitor
+    expected = {
+        "wip": ("wakeup in preemptive per-cpu testing monitor.", MonitorType.PER_CPU),
+        "wwnr": ("wakeup while not running per-task testing model.", MonitorType.PER_TASK),
+        "sco": ("scheduling context operations.", MonitorType.PER_CPU),
+        "snroc": ("set non runnable on its own context.", MonitorType.PER_TASK),
+        "scpd": ("schedule called with preemption disabled.", MonitorType.PER_CPU),
+        "snep": ("schedule does not enable preempt.", MonitorType.PER_CPU),
+        "sts": ("schedule implies task switch.", MonitorType.PER_CPU),
+        "nrp": ("need resched preempts.", MonitorType.PER_TASK),
+        "sssw": ("set state sleep and wakeup.", MonitorType.PER_TASK),
+        "opid": ("operations with preemption and irq disabled.", MonitorType.PER_CPU),
+    }
+    defs = kernel_definitions()
+    assert {n: (d.description, d.type) for n, d in defs.items()} == expected
+    rv = build_rv()
+    assert rv.read("monitors/sched/desc") == (
+        b"container for several scheduler monitor specifications.\n\0"
+    )
+    assert rv.read("monitors/wwnr/desc") == b"wakeup while not running per-task testing model.\n\0"
+
+
+def hook_rows(name):
+    return [
+        (h.tracepoint, h.target, h.when_text, h.entry, h.model_event_name)
+        for h in kernel_definitions()[name].hooks
+    ]
+
+
+def test_wip_hooks_are_spec_4_1():
+    # preempt_disable -> handle; preempt_enable -> start; sched_waking -> handle
+    assert hook_rows("wip") == [
+        ("preemptirq:preempt_disable", "current", None, Entry.HANDLE, "preempt_disable"),
+        ("preemptirq:preempt_enable", "current", None, Entry.START, "preempt_enable"),
+        ("sched:sched_waking", "current", None, Entry.HANDLE, "sched_waking"),
+    ]
+
+
+def test_wwnr_hooks_are_spec_4_2():
+    # prev: start if prev_state == S (TASK_INTERRUPTIBLE) else handle, switch_out;
+    # next: handle switch_in; sched_wakeup: handle wakeup
+    assert hook_rows("wwnr") == [
+        ("sched:sched_switch", "prev_pid", "prev_state == 'S'", Entry.START, "switch_out"),
+        ("sched:sched_switch", "prev_pid", "prev_state != 'S'", Entry.HANDLE, "switch_out"),
+        ("sched:sched_switch", "next_pid", None, Entry.HANDLE, "switch_in"),
+        ("sched:sched_wakeup", "pid", None, Entry.HANDLE, "wakeup"),
+    ]
+
+
+def test_sched_container_with_default_slots_fails_with_ebusy_and_rolls_back():
+    # spec §1.3: snroc, nrp, sssw are per-task; with the default of 2 slots the third fails
+    rv = build_rv()
+    with pytest.raises(OSError) as err:
+        rv.write("monitors/sched/enable", b"1\n")
+    assert err.value.errno == errno.EBUSY
+    assert rv.read("enabled_monitors") == b""
+    assert all(not m.enabled for m in rv.monitors())
+
+
+def test_sched_container_enables_children_in_order_with_enough_slots():
+    rv = build_rv(per_task_slots=3)
+    assert rv.write("enabled_monitors", b"sched\n") == 6
+    assert rv.read("enabled_monitors").decode().split() == [
+        "sched",
+        "sched:opid",
+        "sched:sssw",
+        "sched:nrp",
+        "sched:sts",
+        "sched:snep",
+        "sched:scpd",
+        "sched:snroc",
+        "sched:sco",
+    ]
+
+
+def test_monitoring_on_0_to_1_resets_da_instances():
+    rv = build_rv()
+    rv.write("enabled_monitors", b"wwnr\n")
+    wwnr = next(m for m in rv.monitors() if m.name == "wwnr")
+    assert isinstance(wwnr, DAMonitor)
+    wwnr.instances[42] = 1
+    rv.write("monitoring_on", b"0\n")
+    assert wwnr.instances == {42: 1}
+    rv.write("monitoring_on", b"1\n")
+    assert wwnr.instances == {}
+
+
+def test_disabled_monitoring_on_gates_the_engine():
+    from pyrv.monitors.records import Context
+
+    rv = build_rv()
+    rv.write("enabled_monitors", b"wwnr\n")
+    wwnr = next(m for m in rv.monitors() if m.name == "wwnr")
+    rv.write("monitoring_on", b"0")
+    wwnr.handle(Entry.START, 5, 0, Context(0, 0, 5, "t"))
+    assert wwnr.instances == {}
+    rv.write("monitoring_on", b"1")
+    wwnr.handle(Entry.START, 5, 0, Context(0, 0, 5, "t"))
+    assert wwnr.instances == {5: 0}
