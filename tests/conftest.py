@@ -13,6 +13,14 @@ RECORDED = SHARED / "traces" / "recorded"
 CONFORMANCE = SHARED / "conformance"
 
 
+#: spec §4.2's wwnr table, transcribed once for the tests that need a small real model
+WWNR_TABLE = {
+    ("not_running", "switch_in"): "running",
+    ("not_running", "wakeup"): "not_running",
+    ("running", "switch_out"): "not_running",
+}
+
+
 def need_shared(path: Path) -> Path:
     """Skip (with the reason) when the shared/ material is not beside the checkout."""
     if not path.exists():

@@ -9,24 +9,17 @@ import pytest
 from pyrv.monitors.catalogue import build_rv, kernel_definitions
 from pyrv.monitors.da import DAMonitor, Entry, MonitorType
 
+#: the sched container and its children as available_monitors lists them (spec §1.1)
+SCHED = ["sched"] + [
+    f"sched:{c}" for c in (["opid", "sssw", "nrp", "sts", "snep", "scpd", "snroc", "sco"])
+]
+
 
 def test_available_monitors_in_the_kernels_order():
     # spec §1.1: link order wip, wwnr, sched, sco, snroc, scpd, snep, sts, nrp, sssw, opid;
     # children inserted right after their parent, so siblings appear in reverse order
     rv = build_rv()
-    assert rv.read("available_monitors").decode().split() == [
-        "wip",
-        "wwnr",
-        "sched",
-        "sched:opid",
-        "sched:sssw",
-        "sched:nrp",
-        "sched:sts",
-        "sched:snep",
-        "sched:scpd",
-        "sched:snroc",
-        "sched:sco",
-    ]
+    assert rv.read("available_monitors").decode().split() == ["wip", "wwnr", *SCHED]
 
 
 def test_descriptions_and_types_are_the_kernels():
@@ -92,17 +85,7 @@ def test_sched_container_with_default_slots_fails_with_ebusy_and_rolls_back():
 def test_sched_container_enables_children_in_order_with_enough_slots():
     rv = build_rv(per_task_slots=3)
     assert rv.write("enabled_monitors", b"sched\n") == 6
-    assert rv.read("enabled_monitors").decode().split() == [
-        "sched",
-        "sched:opid",
-        "sched:sssw",
-        "sched:nrp",
-        "sched:sts",
-        "sched:snep",
-        "sched:scpd",
-        "sched:snroc",
-        "sched:sco",
-    ]
+    assert rv.read("enabled_monitors").decode().split() == SCHED
 
 
 def test_monitoring_on_0_to_1_resets_da_instances():

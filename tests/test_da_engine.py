@@ -8,20 +8,11 @@ from hypothesis import strategies as st
 from pyrv.models.automaton import Automaton
 from pyrv.monitors.da import DAMonitor, Entry, MonitorType, task_key
 from pyrv.monitors.records import Context, Record
+from tests.conftest import WWNR_TABLE
 
 CTX = Context(ts=3_043_863_000, cpu=0, pid=52, comm="dd")
 
-# spec §4.2, by hand
-WWNR = Automaton.from_table(
-    "wwnr",
-    initial="not_running",
-    transitions={
-        ("not_running", "switch_in"): "running",
-        ("not_running", "wakeup"): "not_running",
-        ("running", "switch_out"): "not_running",
-    },
-    finals=["not_running"],
-)
+WWNR = Automaton.from_table("wwnr", "not_running", WWNR_TABLE, finals=["not_running"])
 
 
 def make(model: Automaton = WWNR, mtype: MonitorType = MonitorType.PER_TASK):

@@ -10,21 +10,14 @@ from pyrv.models.automaton import Automaton
 from pyrv.monitors.conditions import ConditionError, compile_condition
 from pyrv.monitors.da import Entry, MonitorType
 from pyrv.monitors.hooks import DefinitionError, parse_definition
+from tests.conftest import WWNR_TABLE
 
 SWITCH = ("prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid", "next_prio")
 CATALOGUE = {
     "sched:sched_switch": SWITCH,
     "sched:sched_wakeup": ("comm", "pid", "prio", "target_cpu"),
 }
-WWNR = Automaton.from_table(
-    "wwnr",
-    "not_running",
-    {
-        ("not_running", "switch_in"): "running",
-        ("not_running", "wakeup"): "not_running",
-        ("running", "switch_out"): "not_running",
-    },
-)
+WWNR = Automaton.from_table("wwnr", "not_running", WWNR_TABLE)
 
 
 def fields_of(tp):
