@@ -24,6 +24,7 @@ from pyrv.monitors.registry import RV
 from pyrv.sources.continuity import SwitchContinuity
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
+from pyrv.sources.merge import merge_by_time
 from pyrv.sources.presence import events_present
 
 
@@ -88,29 +89,40 @@ def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
     return out
 
 
-def check(trace: str | Path, opts: CheckOptions | None = None) -> CheckResult:
-    """Verify one trace file (ftrace text or ``trace-cmd report`` text)."""
+def check(
+    trace: str | Path | Sequence[str | Path], opts: CheckOptions | None = None
+) -> CheckResult:
+    """Verify one trace (ftrace text or ``trace-cmd report`` text).
+
+    A sequence of files is one trace split by CPU (``per_cpu/cpuN/trace``): they are merged
+    in time order before the monitors see them.
+    """
     opts = opts or CheckOptions()
     defs = monitor_definitions(opts)
-    reader = TextTraceReader(
-        trace, formats=_formats(opts.formats_dir), skip_bad_lines=opts.skip_bad_lines
-    )
+    files = [trace] if isinstance(trace, str | Path) else list(trace)
+    if not files:
+        raise CheckError("no trace given")
+    label = ", ".join(str(f) for f in files)
+    formats = _formats(opts.formats_dir)
+    readers = [
+        TextTraceReader(f, formats=formats, skip_bad_lines=opts.skip_bad_lines) for f in files
+    ]
     # the first item decides the layout: a trace pyrv cannot read fails before any verdict
-    stream = iter(reader)
-    first = next(stream, None)
-    names, rv = _select(trace, opts, defs, assume_present=opts.formats_dir is not None)
-    if names and not reader.has_context:
+    streams = [_peeked(r) for r in readers]
+    reader = readers[0]
+    names, rv = _select(files, opts, defs, assume_present=opts.formats_dir is not None)
+    if names and not all(r.has_context for r in readers):
         raise CheckError(
-            f"{trace}: the trace has no context columns (written with the nocontext-info "
+            f"{label}: the trace has no context columns (written with the nocontext-info "
             "option): monitors need the task, CPU and time of every event"
         )
     monitors = [_enabled_monitor(rv, n) for n in names]
-    result = CheckResult(source=str(trace), monitors=[])
+    result = CheckResult(source=label, monitors=[])
     dispatcher = Dispatcher(monitors)
     for mon in monitors:
         mon.emit_events = opts.emit_events
         mon.sink = opts.on_record
-    items: Iterable[TraceItem] = itertools.chain(() if first is None else (first,), stream)
+    items: Iterable[TraceItem] = streams[0] if len(streams) == 1 else merge_by_time(streams)
     if opts.detect_silent_loss:
         items = SwitchContinuity().filter(items)
     started = opts.start_ts is None and opts.start_marker is None
@@ -129,8 +141,8 @@ def check(trace: str | Path, opts: CheckOptions | None = None) -> CheckResult:
                 mon.reset()
         dispatcher.counter_clock = reader.counter_clock
         dispatcher.feed(item)
-    result.skipped_lines = list(reader.skipped)
-    result.dropped_incomplete = getattr(reader, "dropped_incomplete", 0)
+    result.skipped_lines = [s for r in readers for s in r.skipped]
+    result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
     result.monitors = [
         MonitorSummary(
             m.name,
@@ -143,6 +155,13 @@ def check(trace: str | Path, opts: CheckOptions | None = None) -> CheckResult:
         for m in monitors
     ]
     return result
+
+
+def _peeked(reader: TextTraceReader) -> Iterator[TraceItem]:
+    """The reader's stream with its first item already read (errors surface now)."""
+    stream = iter(reader)
+    first = next(stream, None)
+    return itertools.chain(() if first is None else (first,), stream)
 
 
 def _counting(items: Iterable[TraceItem], result: CheckResult) -> Iterator[TraceItem]:
@@ -169,7 +188,10 @@ def _formats(formats_dir: str | Path | None):  # noqa: ANN202 - FormatSet or Non
 
 
 def _select(
-    trace: str | Path, opts: CheckOptions, defs: list[MonitorDef], assume_present: bool = False
+    files: list[str | Path],
+    opts: CheckOptions,
+    defs: list[MonitorDef],
+    assume_present: bool = False,
 ) -> tuple[list[str], RV]:
     """Choose the monitors, size the per-task slots to them, and enable them."""
     probe = build_rv(defs)
@@ -179,7 +201,9 @@ def _select(
     names = _expand_requested(requested, probe, all_mons) if requested else list(runnable)
     wanted = {tp for n in names if n in runnable for tp in runnable[n].definition.tracepoints()}
     bare = {tp.split(":", 1)[-1] for tp in wanted}
-    present = bare if assume_present else events_present(trace, bare)
+    present = set(bare) if assume_present else set()
+    for f in files:
+        present |= set() if assume_present else events_present(f, bare)
     chosen = []
     for n in names:
         mon = all_mons[n]
@@ -190,7 +214,8 @@ def _select(
             )
         missing = [tp for tp in mon.definition.tracepoints() if tp.split(":", 1)[-1] not in present]
         if missing and opts.monitors:
-            raise CheckError(f"monitor {n} needs events missing from {trace}: {', '.join(missing)}")
+            where = ", ".join(str(f) for f in files)
+            raise CheckError(f"monitor {n} needs events missing from {where}: {', '.join(missing)}")
         if not missing:
             chosen.append(n)
     slots = max(1, min(8, sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)))

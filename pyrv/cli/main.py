@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         help="enable the monitors at the first trace_marker write containing TEXT",
     )
     c.add_argument(
+        "--merge",
+        action="store_true",
+        help="the TRACE files are one trace split by CPU (per_cpu/cpuN/trace): merge them in "
+        "time order instead of verifying each on its own",
+    )
+    c.add_argument(
         "--no-resync",
         action="store_true",
         help="do not detect sched_switch records lost without a marker",
@@ -196,7 +202,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     out = _Printer(sys.stdout, args.json)
     traces = args.traces or [str(bundled_trace())]
     violations = 0
-    for trace in traces:
+    for trace in [traces] if args.merge else traces:
         opts = CheckOptions(
             monitors=args.monitor,
             definitions=args.definition,
