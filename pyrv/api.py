@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyrv.monitors.catalogue import build_rv, load_monitor_definition
+from pyrv.monitors.catalogue import build_rv, definitions_dir, load_monitor_definition
 from pyrv.monitors.da import DAMonitor, MonitorType
 from pyrv.monitors.dispatch import Dispatcher
 from pyrv.monitors.hooks import MonitorDef
 from pyrv.monitors.records import Record
 from pyrv.monitors.registry import RV
-from pyrv.sources.continuity import SwitchContinuity
+from pyrv.sources.continuity import SwitchContinuity, check_time_order
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
 from pyrv.sources.merge import merge_by_time
@@ -123,6 +123,7 @@ def check(
         mon.emit_events = opts.emit_events
         mon.sink = opts.on_record
     items: Iterable[TraceItem] = streams[0] if len(streams) == 1 else merge_by_time(streams)
+    items = check_time_order(items)
     if opts.detect_silent_loss:
         items = SwitchContinuity().filter(items)
     started = opts.start_ts is None and opts.start_marker is None
@@ -141,6 +142,24 @@ def check(
                 mon.reset()
         dispatcher.counter_clock = reader.counter_clock
         dispatcher.feed(item)
+    if result.events_read == 0:
+        raise CheckError(f"{label}: no events in the trace: nothing to verify")
+    if not started:
+        what = (
+            f"start marker {opts.start_marker!r} never appears"
+            if opts.start_marker is not None
+            else "the trace ends before the start time"
+        )
+        raise CheckError(f"{label}: {what}: the monitors were never enabled")
+    unseen = _unseen_tracepoints(monitors, dispatcher)
+    if unseen and opts.monitors:
+        raise CheckError(
+            "; ".join(
+                f"monitor {n} needs events missing from {label}: {', '.join(tps)}"
+                for n, tps in unseen.items()
+            )
+        )
+    monitors = [m for m in monitors if m.name not in unseen]
     result.skipped_lines = [s for r in readers for s in r.skipped]
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
     result.monitors = [
@@ -155,6 +174,22 @@ def check(
         for m in monitors
     ]
     return result
+
+
+def _unseen_tracepoints(monitors: list[DAMonitor], dispatcher: Dispatcher) -> dict[str, list[str]]:
+    """Per monitor, the hooked tracepoints that never occurred (input that was not pre-scanned,
+    such as standard input)."""
+    out = {}
+    for m in monitors:
+        assert m.definition is not None
+        missing = [
+            tp
+            for tp in m.definition.tracepoints()
+            if tp.split(":", 1)[-1] not in dispatcher.seen_events
+        ]
+        if missing:
+            out[m.name] = missing
+    return out
 
 
 def _peeked(reader: TextTraceReader) -> Iterator[TraceItem]:
@@ -208,10 +243,7 @@ def _select(
     for n in names:
         mon = all_mons[n]
         if n not in runnable:
-            raise CheckError(
-                f"monitor {n} hooks bare tracepoints that a trace cannot show; it has no hook "
-                "table yet, so it cannot run on a trace"
-            )
+            raise CheckError(_no_hooks_reason(mon))
         missing = [tp for tp in mon.definition.tracepoints() if tp.split(":", 1)[-1] not in present]
         if missing and opts.monitors:
             where = ", ".join(str(f) for f in files)
@@ -227,6 +259,17 @@ def _select(
         if opts.reactor is not None:
             _write(rv, f"monitors/{_path(rv, n)}/reactors", opts.reactor)
     return chosen, rv
+
+
+def _no_hooks_reason(mon: DAMonitor) -> str:
+    if mon.definition is not None and mon.definition.source.startswith(str(definitions_dir())):
+        return (
+            f"monitor {mon.name} hooks bare tracepoints (sched_entry_tp, sched_set_state_tp, "
+            "...) that a trace cannot show; pyrv has no hook table for it, so it cannot run "
+            "on a trace"
+        )
+    where = mon.definition.source if mon.definition is not None else "its definition"
+    return f"monitor {mon.name} has no hooks ({where} has no [[hooks]] table)"
 
 
 def _expand_requested(requested: Sequence[str], rv: RV, mons: dict[str, DAMonitor]) -> list[str]:
@@ -256,10 +299,10 @@ def _write(rv: RV, path: str, value: str) -> None:
         rv.write(path, (value + "\n").encode())
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)
-        hint = ""
         if exc.errno == errno.EINVAL and path.endswith("reactors"):
-            hint = f" (unknown reactor {value!r}?)"
-        raise CheckError(f"writing {value!r} to {path}: {why}{hint}") from None
+            names = rv.read("available_reactors").decode().split()
+            raise CheckError(f"unknown reactor {value!r} (available: {', '.join(names)})") from None
+        raise CheckError(f"writing {value!r} to {path}: {why}") from None
 
 
 def _da_monitors(rv: RV) -> list[DAMonitor]:

@@ -22,7 +22,14 @@ WWNR_TABLE = {
 
 
 def need_shared(path: Path) -> Path:
-    """Skip (with the reason) when the shared/ material is not beside the checkout."""
+    """Skip (with the reason) when the shared/ material is not beside the checkout.
+
+    In CI (``CI`` set) it is always laid beside the clone, so its absence fails the run
+    instead of letting the oracle tests pass by skipping.
+    """
     if not path.exists():
-        pytest.skip(f"{path} not found: set PYRV_SHARED to the project's shared/ directory")
+        reason = f"{path} not found: set PYRV_SHARED to the project's shared/ directory"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return path

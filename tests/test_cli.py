@@ -139,3 +139,123 @@ def test_python_dash_m():
         [sys.executable, "-m", "pyrv", "list"], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert res.returncode == 0 and res.stdout.startswith("wip ")
+
+
+# --- what a user can get wrong, and corrupt input: never a silent pass ----------------------
+
+
+def sched_lines():
+    return need_shared(RECORDED / "ftrace-text" / "sched_trace.txt").read_text().splitlines()
+
+
+def write(tmp_path, name, lines):
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_time_going_backwards_is_an_error(tmp_path, capsys):
+    body = [ln for ln in sched_lines() if not ln.startswith("#")]
+    twice = write(tmp_path, "twice.txt", body + body)  # two captures concatenated
+    assert main(["check", str(twice)]) == 2
+    assert f"{twice}:{len(body) + 1}: time goes backwards" in capsys.readouterr().err
+
+
+def test_duplicated_switch_lines_are_named_as_corruption(tmp_path, capsys):
+    dup = []
+    for ln in sched_lines():
+        dup.append(ln)
+        if " sched_switch: " in ln:
+            dup.append(ln)
+    path = write(tmp_path, "dup.txt", dup)
+    main(["check", "-m", "wwnr", str(path)])
+    assert "repeats the one at line" in capsys.readouterr().out
+
+
+def test_compressed_input_without_a_suffix(tmp_path, capsys):
+    import gzip
+
+    src = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    noext = tmp_path / "noext"
+    noext.write_bytes(gzip.compress(src.read_bytes()))
+    assert main(["check", "-m", "wwnr", str(noext)]) == 0
+    assert re.search(r"wwnr\s+per_task\s+2849 events handled", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start-marker", "NO SUCH MARKER"], "never appears: the monitors were never enabled"),
+        (["--start", "99999"], "ends before the start time"),
+    ],
+)
+def test_monitors_never_enabled_is_an_error(args, message, capsys):
+    trace = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    assert main(["check", *args, str(trace)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_trace_is_an_error(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["check", str(empty)]) == 2
+    assert "no events in the trace" in capsys.readouterr().err
+
+
+def test_stdin_with_a_monitor_whose_events_never_came(monkeypatch, capsys):
+    import io
+
+    trace = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(trace.read_bytes())))
+    assert main(["check", "-m", "wip", "-"]) == 2
+    assert "preemptirq:preempt_disable" in capsys.readouterr().err
+
+
+def test_a_skipped_line_is_a_gap_not_a_silent_loss(tmp_path, pipes, capsys):
+    with lzma.open(pipes, "rt") as f:
+        lines = f.read().splitlines()
+    # corrupt the sched_wakeup whose verdict is the kernel's first error_wwnr (pid 51)
+    i = next(
+        k
+        for k, ln in enumerate(lines)
+        if "sched_wakeup: comm=" in ln and " pid=51 " in ln and "2.911734" in ln
+    )
+    lines[i] = lines[i][:60] + " ##garbage##"
+    path = write(tmp_path, "bad.txt", lines)
+    assert (
+        main(["check", "-m", "wwnr", "--skip-bad-lines", "--start-marker", START, str(path)]) == 1
+    )
+    out = capsys.readouterr().out
+    assert f"unparsable line {i + 1} skipped" in out
+    assert "2.911734: error_wwnr" not in out
+
+
+def test_panic_says_where(pipes, capsys):
+    assert main(["check", "-m", "wwnr", "-r", "panic", "--start-marker", START, str(pipes)]) == 3
+    err = capsys.readouterr().err
+    assert "reacting to:" in err and "2.911734: error_wwnr: 51:" in err
+
+
+def test_unknown_reactor_lists_the_available_ones(capsys):
+    assert main(["check", "-m", "wwnr", "-r", "bogus"]) == 2
+    assert "unknown reactor 'bogus' (available: nop, printk, panic)" in capsys.readouterr().err
+
+
+def test_list_shows_a_user_definition(capsys):
+    assert main(["list", "-d", str(REPO / "examples" / "wakeup-latency.toml")]) == 0
+    assert "wkrun".ljust(32) + " a woken task runs before it is woken again. [OFF]" in (
+        capsys.readouterr().out.splitlines()
+    )
+
+
+def test_closed_output_pipe_is_not_an_error():
+    trace = need_shared(CONFORMANCE / "traces" / "trace-pipes" / "trace.txt.xz")
+    proc = subprocess.run(
+        f"{sys.executable} -m pyrv check --events -m wwnr {trace} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.stderr == "" and len(proc.stdout.splitlines()) == 1

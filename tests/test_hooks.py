@@ -174,3 +174,50 @@ def test_conditions_language():
     assert bits({"prev_pid": 0x101}) and not bits({"prev_pid": 0x1})
     missing = compile_condition("prev_state == 'S'", SWITCH)
     assert missing({}) is False  # a field the event lacks: false, never an exception
+
+
+def test_condition_literal_of_the_wrong_type_is_rejected():
+    typed = {"prev_state": str, "prev_pid": int}
+    with pytest.raises(ConditionError, match="'prev_state' is text; 1 can never equal it"):
+        compile_condition("prev_state == 1", typed)
+    with pytest.raises(ConditionError, match="'prev_pid' is a number"):
+        compile_condition("prev_pid in [1, 'x']", typed)
+    assert compile_condition("prev_state in ['S', 'D'] and prev_pid > 0", typed)
+
+
+def test_a_target_field_must_hold_a_pid_or_a_cpu():
+    with pytest.raises(DefinitionError, match="'prev_prio': that field does not hold a pid"):
+        parse(HEAD + hook(tracepoint="sched:sched_switch", task="prev_prio", event="switch_in"))
+    cpu_head = HEAD.replace('"per_task"', '"per_cpu"')
+    with pytest.raises(DefinitionError, match="does not hold a CPU number"):
+        parse(cpu_head + hook(tracepoint="sched:sched_wakeup", cpu="pid", event="wakeup"))
+    d = parse(cpu_head + hook(tracepoint="sched:sched_wakeup", cpu="target_cpu", event="wakeup"))
+    assert d.hooks[0].target == "target_cpu"
+
+
+def test_user_dot_with_two_edges_for_one_state_and_event_is_rejected(tmp_path):
+    from pyrv.models.automaton import ModelError
+    from pyrv.monitors.catalogue import load_monitor_definition
+
+    (tmp_path / "m.dot").write_text(
+        "digraph state_automaton {\n"
+        '\t{node [shape = plaintext, style=invis, label=""] "__init_a"};\n'
+        '\t{node [shape = doublecircle] "a"};\n'
+        '\t{node [shape = circle] "b"};\n'
+        '\t"__init_a" -> "a";\n'
+        '\t"a" -> "b" [ label = "go" ];\n'
+        '\t"a" -> "a" [ label = "go" ];\n'
+        '\t"b" -> "a" [ label = "back" ];\n'
+        "}\n"
+    )
+    (tmp_path / "m.toml").write_text('[monitor]\nname = "m"\ntype = "per_cpu"\nmodel = "m.dot"\n')
+    with pytest.raises(ModelError) as err:
+        load_monitor_definition(tmp_path / "m.toml")
+    assert err.value.line == 7
+    (tmp_path / "n.toml").write_text(
+        '[monitor]\nname = "n"\ntype = "per_cpu"\nmodel = "nosuch.dot"\n'
+    )
+    with pytest.raises(
+        DefinitionError, match=r"n.toml:4: model file .*nosuch.dot.* does not exist"
+    ):
+        load_monitor_definition(tmp_path / "n.toml")

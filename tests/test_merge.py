@@ -31,11 +31,12 @@ def test_ties_keep_input_order_and_losses_travel_with_their_next_event():
 
 def test_per_cpu_split_verifies_like_the_whole_trace(tmp_path):
     whole = need_shared(CONFORMANCE / "traces" / "trace-pipes" / "trace.txt.xz")
-    text = lzma.open(whole, "rt").read().splitlines(keepends=True)
+    with lzma.open(whole, "rt") as f:
+        text = f.read().splitlines(keepends=True)
     parts = []
     for cpu in (0, 1):
         p = tmp_path / f"cpu{cpu}"
-        p.write_text("".join(ln for ln in text if f"] " in ln and f"[{cpu:03d}]" in ln))
+        p.write_text("".join(ln for ln in text if "] " in ln and f"[{cpu:03d}]" in ln))
         parts.append(p)
 
     def verdicts(trace):

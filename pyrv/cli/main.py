@@ -7,7 +7,9 @@ fired (the run stops at the first reaction, as the kernel would).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -16,7 +18,7 @@ from typing import TextIO
 
 from pyrv.api import CheckError, CheckOptions, CheckResult, check
 from pyrv.models.automaton import ModelError
-from pyrv.monitors.catalogue import build_rv
+from pyrv.monitors.catalogue import build_rv, load_monitor_definition
 from pyrv.monitors.hooks import DefinitionError
 from pyrv.monitors.reactors import RVPanic
 from pyrv.monitors.records import Record
@@ -39,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(args.run(args))
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader of our output went away (`| head`): not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
@@ -124,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_cmd_check)
     ls = sub.add_parser("list", help="list monitors like the kernel's `rv list`")
     ls.add_argument("container", nargs="?", help="only the monitors of this container")
+    ls.add_argument(
+        "-d",
+        "--definition",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also list the monitor defined in FILE",
+    )
     ls.set_defaults(run=_cmd_list)
     return p
 
@@ -194,6 +206,9 @@ class _Printer:
                 f"{m.violations:>5} violations\n"
             )
 
+    def error(self, message: str) -> None:
+        self._json({"type": "error_input", "message": message})
+
     def _json(self, obj: object) -> None:
         self.out.write(json.dumps(obj, sort_keys=True) + "\n")
 
@@ -222,11 +237,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
         except RVPanic as exc:
             sys.stdout.flush()
             print(f"pyrv: panic reactor: {str(exc).rstrip()}", file=sys.stderr)
+            for note in getattr(exc, "__notes__", ()):
+                print(f"pyrv: {note}", file=sys.stderr)
             return EXIT_PANIC
         except (CheckError, TraceError, ModelError, DefinitionError) as exc:
             sys.stdout.flush()
             print(f"pyrv check: {exc}", file=sys.stderr)
+            if args.json:
+                out.error(str(exc))
             return EXIT_ERROR
+        except BrokenPipeError:
+            raise
         except OSError as exc:
             print(f"pyrv check: {trace}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
@@ -237,7 +258,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     """``rv list`` layout: name in 32 columns, description, [ON]/[OFF]; children indented."""
-    rv = build_rv(per_task_slots=8)
+    try:
+        defs = [load_monitor_definition(d) for d in args.definition]
+    except (ModelError, DefinitionError) as exc:
+        print(f"pyrv list: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    rv = build_rv(defs, per_task_slots=8)
     shown = 0
     for mon in rv.monitors():
         parent = mon.parent.name if mon.parent is not None else None

@@ -34,13 +34,13 @@ KERNEL_ORDER = (
 CONTAINERS = {"sched": "container for several scheduler monitor specifications."}
 
 
-def _fields_of(tracepoint: str) -> tuple[str, tuple[str, ...]] | None:
+def _fields_of(tracepoint: str) -> tuple[str, dict[str, type]] | None:
     from pyrv.sources import tracepoints
 
     tp = tracepoints.lookup(tracepoint)
     if tp is None:
         return None
-    return f"{tp.system}:{tp.name}", tuple(tp.field_names())
+    return f"{tp.system}:{tp.name}", {f.name: f.type for f in tp.fields}
 
 
 def _load_model(name: str) -> Automaton:

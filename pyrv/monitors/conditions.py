@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 Fields = dict[str, Any]
@@ -38,8 +38,11 @@ class ConditionError(ValueError):
         super().__init__(reason if col is None else f"column {col}: {reason}")
 
 
-def compile_condition(text: str, fields: Collection[str]) -> Predicate:
+def compile_condition(text: str, fields: Collection[str] | Mapping[str, type | None]) -> Predicate:
     """Compile ``text`` into a predicate over an event's field dict.
+
+    ``fields`` names the fields; when it maps them to ``int``/``str``, a comparison of a field
+    with a literal of the other type is rejected (it could never be true).
 
     A missing field at run time makes the comparison false rather than raising: a trace
     variant that lacks the field must not crash the checker (the loader already rejected
@@ -49,7 +52,9 @@ def compile_condition(text: str, fields: Collection[str]) -> Predicate:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ConditionError(exc.offset, f"syntax error in condition {text!r}") from None
-    getter = _compile(tree.body, frozenset(fields))
+    types = dict(fields) if isinstance(fields, Mapping) else dict.fromkeys(fields)
+    _check_types(tree.body, types)
+    getter = _compile(tree.body, frozenset(types))
 
     def predicate(values: Fields) -> bool:
         try:
@@ -115,3 +120,31 @@ def _compile_compare(node: ast.Compare, fields: frozenset[str]) -> Getter:
         return True
 
     return compare
+
+
+def _literal_types(node: ast.expr) -> list[tuple[type, ast.expr]]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | str):
+        return [(type(node.value), node)]
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return [t for elt in node.elts for t in _literal_types(elt)]
+    return []
+
+
+def _check_types(root: ast.expr, types: dict[str, type | None]) -> None:
+    """Reject ``field <op> literal`` where the literal's type is not the field's."""
+    for node in ast.walk(root):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for a, b in zip(operands, operands[1:], strict=False):
+            for name, other in ((a, b), (b, a)):
+                if not isinstance(name, ast.Name) or types.get(name.id) is None:
+                    continue
+                want = types[name.id]
+                for got, lit in _literal_types(other):
+                    if got is not want and not (want is int and got is bool):
+                        kind = "a number" if want is int else "text"
+                        raise ConditionError(
+                            lit.col_offset + 1,
+                            f"field {name.id!r} is {kind}; {ast.unparse(lit)} can never equal it",
+                        )

@@ -139,7 +139,11 @@ class DAMonitor(Monitor):
                 False,
                 ctx,
             )
-            self.react(rec.reaction_message())  # DA reacts before it writes error_<mon>
+            try:
+                self.react(rec.reaction_message())  # DA reacts before it writes error_<mon>
+            except Exception as exc:  # a reactor that stops the run (panic) says where
+                exc.add_note(f"reacting to: {rec.trace_line()}")
+                raise
             if self.sink is not None:
                 self.sink(rec)
             del self.instances[key]

@@ -27,12 +27,14 @@ class Dispatcher:
             for hook in mon.definition.hooks:
                 self.by_event[hook.event_name].append((mon, hook))
         self.hooked = {m.name: 0 for m in self.monitors}  # trace events that reached a hook
+        self.seen_events: set[str] = set()  # hooked event names that occurred at all
 
     def feed(self, ev: TraceEvent) -> None:
         """Run every hook of ``ev``'s tracepoint."""
         hooks = self.by_event.get(ev.name)
         if not hooks:
             return
+        self.seen_events.add(ev.name)
         if ev.system is not None and not all(
             h.tracepoint.startswith(ev.system + ":") for _, h in hooks
         ):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,20 @@ from pyrv.monitors.conditions import ConditionError, Predicate, compile_conditio
 from pyrv.monitors.da import Entry, MonitorType
 
 #: Fields every event has besides its own: the context of the task that hit the tracepoint.
-COMMON_FIELDS = ("common_pid", "common_cpu", "common_comm", "common_flags")
+COMMON_TYPES: dict[str, type] = {
+    "common_pid": int,
+    "common_cpu": int,
+    "common_comm": str,
+    "common_flags": str,
+}
+COMMON_FIELDS = tuple(COMMON_TYPES)
+_TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
 _HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event"}
 _MONITOR_KEYS = {"name", "description", "type", "model", "container"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_PID_FIELD = re.compile(r"(^|_)(pid|tid)$")
+_CPU_FIELD = re.compile(r"(^|_)cpu(_id)?$")
 
 
 class DefinitionError(ValueError):
@@ -70,7 +79,8 @@ class MonitorDef:
         return list(dict.fromkeys(h.tracepoint for h in self.hooks))
 
 
-FieldLookup = Callable[[str], "tuple[str, tuple[str, ...]] | None"]
+#: tracepoint -> (its system:name, its fields with their types, or just their names)
+FieldLookup = Callable[[str], "tuple[str, Mapping[str, type] | tuple[str, ...]] | None"]
 
 
 def load_definition(
@@ -117,14 +127,18 @@ def parse_definition(
     model = _model(mon, source, base_dir, load_model, locate.key_line("monitor", 0, "model"))
     declared = _declared_events(data.get("events", {}), source)
 
-    def lookup(tp: str) -> tuple[str, tuple[str, ...]] | None:
+    def lookup(tp: str) -> tuple[str, dict[str, type | None]] | None:
         if tp in declared:
-            return tp, tuple(declared[tp])
+            return tp, {n: _TYPE_NAMES[t] for n, t in declared[tp].items()}
         bare = tp.split(":", 1)[-1]
         for full, flds in declared.items():
             if full.split(":", 1)[-1] == bare and ":" not in tp:
-                return full, tuple(flds)
-        return fields_of(tp)
+                return full, {n: _TYPE_NAMES[t] for n, t in flds.items()}
+        found = fields_of(tp)
+        if found is None:
+            return None
+        full, flds = found
+        return full, dict(flds) if isinstance(flds, Mapping) else dict.fromkeys(flds)
 
     rows = data.get("hooks", [])
     if not isinstance(rows, list):
@@ -147,7 +161,7 @@ def _hook(
     index: int,
     mtype: MonitorType,
     model: Automaton,
-    lookup: Callable[[str], tuple[str, tuple[str, ...]] | None],
+    lookup: Callable[[str], tuple[str, dict[str, type | None]] | None],
     source: str,
     locate: _Locator,
 ) -> Hook:
@@ -175,7 +189,7 @@ def _hook(
         if not isinstance(when_text, str):
             raise DefinitionError(source, line_of("when"), f"{where}: when must be a string")
         try:
-            predicate = compile_condition(when_text, (*fields, *COMMON_FIELDS))
+            predicate = compile_condition(when_text, {**fields, **COMMON_TYPES})
         except ConditionError as exc:
             raise DefinitionError(
                 source, line_of("when"), f"{where}: condition {when_text!r}: {exc}"
@@ -215,11 +229,12 @@ def _hook(
 def _target(
     row: dict[str, Any],
     mtype: MonitorType,
-    fields: tuple[str, ...],
+    fields: dict[str, type | None],
     source: str,
     line_of: Callable[[str | None], int | None],
     where: str,
 ) -> str | None:
+    """The field that names the instance: a pid field for tasks, a CPU field for CPUs."""
     wanted = {MonitorType.PER_TASK: "task", MonitorType.PER_CPU: "cpu"}.get(mtype)
     for key in ("task", "cpu"):
         if key in row and key != wanted:
@@ -236,6 +251,14 @@ def _target(
             f"{where}: {wanted} = {target!r} is neither 'current' nor a field of the tracepoint "
             f"(fields: {', '.join(fields)})",
         )
+    looks_right = _PID_FIELD if wanted == "task" else _CPU_FIELD
+    if target != CURRENT and (fields[target] is str or not looks_right.search(target)):
+        kind = "a pid" if wanted == "task" else "a CPU number"
+        raise DefinitionError(
+            source,
+            line_of(wanted),
+            f"{where}: {wanted} = {target!r}: that field does not hold {kind}",
+        )
     return target
 
 
@@ -243,7 +266,7 @@ def _monitor_type(value: Any, source: str, line: int | None) -> MonitorType:
     try:
         mtype = MonitorType(value)
     except ValueError:
-        names = ", ".join(t.value for t in MonitorType)
+        names = ", ".join(t.value for t in MonitorType if t is not MonitorType.PER_OBJ)
         raise DefinitionError(
             source, line, f"monitor type {value!r} is not one of {names}"
         ) from None
@@ -259,12 +282,20 @@ def _model(
     load_model: Callable[[str], Automaton],
     line: int | None,
 ) -> Automaton:
+    """Load the model a definition names: a bundled name, or a .dot file beside it.
+
+    A user's DOT file is read strictly: two edges for one (state, event), which rvgen would
+    silently resolve by keeping the later one, make the automaton ambiguous and are an error.
+    """
     ref = _required_str(mon, "model", source, line)
     try:
         if ref.endswith(".dot"):
             from pyrv.models.dot import load_dot
 
-            return load_dot(base_dir / ref)
+            path = base_dir / ref
+            if not path.is_file():
+                raise DefinitionError(source, line, f"model file {str(path)!r} does not exist")
+            return load_dot(path, strict=True)
         return load_model(ref)
     except ModelError:
         raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from pyrv.sources.errors import TraceError
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 
 _NOT_JUDGED_SYSTEMS = frozenset({"rv", "rvraw", "kprobes", "uprobes"})
@@ -24,6 +25,7 @@ class SwitchContinuity:
 
     def __init__(self) -> None:
         self.running: dict[int, int] = {}  # cpu -> pid expected to be running
+        self.last_switch: dict[int, TraceEvent] = {}  # cpu -> its last sched_switch
         self.gaps = 0
 
     def filter(self, items: Iterable[TraceItem]) -> Iterator[TraceItem]:
@@ -52,22 +54,52 @@ class SwitchContinuity:
         expected = self.running.get(ev.cpu)
         gap = None
         if isinstance(observed, int) and expected is not None and observed != expected:
+            reason = (
+                f"cpu {ev.cpu} was running pid {expected} but pid {observed} "
+                "is running: a sched_switch was lost"
+            )
+            last = self.last_switch.get(ev.cpu)
+            if is_switch and last is not None and (last.ts, last.fields) == (ev.ts, ev.fields):
+                reason = (
+                    f"this sched_switch repeats the one at line {last.line}: "
+                    "the trace is corrupt (duplicated lines)"
+                )
             gap = LostEvents(
                 cpu=ev.cpu,
                 count=None,
-                reason=(
-                    f"cpu {ev.cpu} was running pid {expected} but pid {observed} "
-                    "is running: a sched_switch was lost"
-                ),
+                reason=reason,
                 ts=ev.ts,
                 source=ev.source,
                 line=ev.line,
                 pids=(expected, observed),
             )
         if is_switch:
+            self.last_switch[ev.cpu] = ev
             nxt = ev.fields.get("next_pid")
             if isinstance(nxt, int):
                 self.running[ev.cpu] = nxt
         elif isinstance(observed, int):
             self.running[ev.cpu] = observed
         return gap
+
+
+def check_time_order(items: Iterable[TraceItem]) -> Iterator[TraceItem]:
+    """Pass items through; a CPU whose time goes backwards is a corrupt trace.
+
+    One CPU's records are written in time order, so a step back means reordered lines or
+    concatenated captures: judging such a stream would give verdicts about an execution that
+    never happened, so it is an error naming the line.
+    """
+    last: dict[int, tuple[int, int]] = {}  # cpu -> (ts, line)
+    for item in items:
+        if isinstance(item, TraceEvent) and item.cpu >= 0:
+            prev = last.get(item.cpu)
+            if prev is not None and item.ts < prev[0]:
+                raise TraceError(
+                    item.source,
+                    item.line,
+                    f"time goes backwards on cpu {item.cpu} (line {prev[1]} is later): "
+                    "lines out of order, or several captures concatenated",
+                )
+            last[item.cpu] = (item.ts, item.line)
+        yield item

@@ -13,6 +13,8 @@ class TraceError(ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.source}: {self.reason}"
         return f"{self.source}:{self.line}: {self.reason}"
 
     def __reduce__(self) -> tuple[type[TraceError], tuple[str, int | None, str]]:

@@ -11,8 +11,10 @@ files to name the events. Two directory layouts are accepted by :meth:`FormatSet
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,8 @@ _FIELD_RE = re.compile(
 )
 _DECL_RE = re.compile(r"^(?P<type>.*?)\s*\b(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<len>[^\]]*)\])?$")
 _FLAG_RE = re.compile(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*\"([^\"]*)\"\s*\}")
+_PLUS_RE = re.compile(r"REC->\w+\s*&\s*([()\s0-9a-fA-FxXuUlL|+\-<>~*]+?)\s*\?\s*\"\+\"\s*:\s*\"\"")
+_C_INT_RE = re.compile(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\b")
 
 #: ``prev_state`` letters of kernels >= 4.14 (TASK_REPORT): bit -> letter; no bit is ``R``.
 DEFAULT_STATE_FLAGS: tuple[tuple[int, str], ...] = (
@@ -89,7 +93,17 @@ class EventFormat:
         table = tuple((int(v, 0), s) for v, s in _FLAG_RE.findall(self.print_fmt, start))
         if not table:
             return None
-        return table, max(bit for bit, _ in table) << 1
+        preempt = self._preempt_bit()
+        return table, preempt if preempt is not None else max(bit for bit, _ in table) << 1
+
+    def _preempt_bit(self) -> int | None:
+        """The ``X`` of ``REC->field & X ? "+" : ""`` in ``print fmt``, when it is a constant.
+
+        Kernels write it as a number (``4096``, ``1024``) or as an expression of constants
+        (``((0x01 | ... | 0x40) + 1) << 1``); a symbol (``TASK_STATE_MAX``) gives None.
+        """
+        m = _PLUS_RE.search(self.print_fmt)
+        return c_int_expr(m.group(1)) if m is not None else None
 
 
 def parse_format(text: str, *, source: str = "<format>", system: str | None = None) -> EventFormat:
@@ -210,3 +224,151 @@ def _load_one(path: Path, system: str | None) -> EventFormat:
     except (OSError, UnicodeDecodeError) as exc:
         raise TraceError(str(path), None, f"cannot read format file: {exc}") from None
     return parse_format(text, source=str(path), system=system)
+
+
+# ---------------------------------------------------------------------------------------------
+# Constant C integer expressions (as print fmt and header files write them).
+
+_OPS: dict[type, Callable[[int, int], int]] = {
+    ast.BitOr: operator.or_,
+    ast.BitAnd: operator.and_,
+    ast.BitXor: operator.xor,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+}
+
+
+def c_int_expr(text: str) -> int | None:
+    """Value of a constant C integer expression (``((0x1 | 0x2) + 1) << 1``, ``4096-1``,
+    ``1UL``), or None when it is not one (symbols, calls). Nothing is executed."""
+    src = _C_INT_RE.sub(lambda m: m.group(1), text.strip())
+    if not src or len(src) > 1000:
+        return None
+    try:
+        tree = ast.parse(src, mode="eval")
+    except SyntaxError:
+        return None
+
+    def ev(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            right = ev(node.right)
+            if isinstance(node.op, (ast.LShift, ast.RShift)) and not 0 <= right <= 64:
+                raise ValueError("shift out of range")
+            return _OPS[type(node.op)](ev(node.left), right)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Invert, ast.USub)):
+            value = ev(node.operand)
+            return ~value if isinstance(node.op, ast.Invert) else -value
+        raise ValueError("not a constant integer expression")
+
+    try:
+        return ev(tree.body)
+    except (ValueError, RecursionError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The ring buffer's own description: ``events/header_page`` and ``events/header_event``.
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderPage:
+    """``events/header_page``: where a sub-buffer ("page") keeps its timestamp, its ``commit``
+    word (a kernel ``long``: 8 bytes, or 4 on 32-bit kernels) and its event data.
+
+    ``page_size`` is ``data_offset + data_size`` (4096 unless ``buffer_subbuf_size_kb`` was
+    changed, 6.8+).
+    """
+
+    timestamp_offset: int = 0
+    timestamp_size: int = 8
+    commit_offset: int = 8
+    commit_size: int = 8
+    data_offset: int = 16
+    data_size: int = 4080
+
+    @property
+    def page_size(self) -> int:
+        return self.data_offset + self.data_size
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderEvent:
+    """``events/header_event``: the 32-bit event header and the special ``type_len`` codes.
+
+    ``time_stamp`` is None on old kernels whose file has no ``time_stamp`` line.
+    """
+
+    type_len_bits: int = 5
+    time_delta_bits: int = 27
+    array_bits: int = 32
+    padding: int = 29
+    time_extend: int = 30
+    time_stamp: int | None = 31
+    data_max_type_len: int = 28
+
+
+_HP_FIELD_RE = re.compile(
+    r"\s*field:\s*(?P<decl>[^;]+);\s*offset:\s*(?P<offset>\d+);\s*size:\s*(?P<size>\d+);"
+)
+_HE_BITS_RE = re.compile(r"\s*(\w+)\s*:\s*(\d+)\s*bits")
+_HE_TYPE_RE = re.compile(r"\s*(\w+)\s*:\s*type\s*==\s*(\d+)")
+_HE_MAX_RE = re.compile(r"\s*data max type_len\s*==\s*(\d+)")
+
+
+def parse_header_page(text: str, *, source: str = "header_page") -> HeaderPage:
+    """Parse ``events/header_page`` (fields ``timestamp``, ``commit``, ``data``)."""
+    found: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        m = _HP_FIELD_RE.match(line)
+        if m is None:
+            continue
+        decl = m.group("decl").split()
+        if decl:
+            found.setdefault(decl[-1], (int(m.group("offset")), int(m.group("size"))))
+    missing = [f for f in ("timestamp", "commit", "data") if f not in found]
+    if missing:
+        raise TraceError(source, None, f"header_page lacks the field(s) {', '.join(missing)}")
+    (ts_off, ts_size), (c_off, c_size), (d_off, d_size) = (
+        found["timestamp"],
+        found["commit"],
+        found["data"],
+    )
+    if ts_size != 8 or c_size not in (4, 8) or d_off < c_off + c_size or d_size <= 0:
+        raise TraceError(
+            source,
+            None,
+            f"unsupported header_page layout: timestamp {ts_off}+{ts_size}, commit"
+            f" {c_off}+{c_size}, data {d_off}+{d_size}",
+        )
+    return HeaderPage(ts_off, ts_size, c_off, c_size, d_off, d_size)
+
+
+def parse_header_event(text: str, *, source: str = "header_event") -> HeaderEvent:
+    """Parse ``events/header_event`` (bit widths and the padding/extend/stamp codes)."""
+    bits = {m.group(1): int(m.group(2)) for m in map(_HE_BITS_RE.match, text.splitlines()) if m}
+    types = {m.group(1): int(m.group(2)) for m in map(_HE_TYPE_RE.match, text.splitlines()) if m}
+    if "type_len" not in bits or "time_delta" not in bits:
+        raise TraceError(
+            source,
+            None,
+            "header_event has no 'type_len'/'time_delta' bit widths (a pre-2.6.31 ring buffer,"
+            " which is not supported)",
+        )
+    mx = next((m for m in map(_HE_MAX_RE.match, text.splitlines()) if m), None)
+    ev = HeaderEvent(
+        bits["type_len"],
+        bits["time_delta"],
+        bits.get("array", 32),
+        types.get("padding", 29),
+        types.get("time_extend", 30),
+        types.get("time_stamp"),
+        int(mx.group(1)) if mx else (1 << bits["type_len"]) - 4,
+    )
+    if ev.type_len_bits + ev.time_delta_bits != 32 or ev.array_bits != 32:
+        raise TraceError(source, None, f"unsupported event header layout: {ev}")
+    return ev

@@ -56,6 +56,9 @@ Fields = dict[str, FieldValue]
 Parsed = tuple[str, str | None, Fields]  # (event name, system, fields)
 
 
+_CPU_COLUMN = re.compile(r"\[(\d{3})\]")
+
+
 class _BadLine(Exception):
     """A line (or value) that cannot be read; turned into TraceError or a skip by the loop."""
 
@@ -416,12 +419,17 @@ class TextTraceReader:
                     item = self._other_line(line, lineno)
                     match, make = self._match, self._make
             except _BadLine as exc:
-                self._bad(lineno, exc, line)
+                yield self._bad(lineno, exc, line)
                 continue
             if item is not None:
                 yield item
 
-    def _bad(self, lineno: int, exc: _BadLine, line: str) -> None:
+    def _bad(self, lineno: int, exc: _BadLine, line: str) -> LostEvents:
+        """Raise, or (when skipping) count the line and report it as a lost event.
+
+        A skipped line may have been an event a monitor hooks, so it is a gap like any other
+        loss: the checker resets what it could have affected instead of judging without it.
+        """
         reason = exc.reason
         if "\x00" in line:
             reason = "binary data, not an ftrace text trace"
@@ -430,6 +438,14 @@ class TextTraceReader:
         if exc.fatal or not self.skip_bad_lines:
             raise TraceError(self.source, lineno, reason)
         self.skipped.append((lineno, reason))
+        cpu = _CPU_COLUMN.search(line)
+        return LostEvents(
+            cpu=int(cpu.group(1)) if cpu else None,
+            count=1,
+            reason=f"unparsable line {lineno} skipped",
+            source=self.source,
+            line=lineno,
+        )
 
     def _other_line(self, line: str, lineno: int) -> TraceItem | None:
         """Blank, header, loss marker, first data line (detects the layout), or a bad line."""

@@ -14,7 +14,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 _CHUNK = 1 << 22
-_OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".lzma": lzma.open, ".bz2": bz2.open}
+_MAGIC = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+
+
+def _opener(path: Path):  # noqa: ANN202 - one of the open functions
+    """Pick the decompressor by content, as the reader does, not by the file name."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    return next((fn for magic, fn in _MAGIC if head.startswith(magic)), open)
 
 
 def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
@@ -29,11 +36,10 @@ def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
     path = Path(trace)
     if str(trace) == "-" or not path.is_file():
         return set(wanted)
-    opener = _OPENERS.get(path.suffix, open)
     found: set[str] = set()
     tail = b""
     try:
-        with opener(path, "rb") as f:
+        with _opener(path)(path, "rb") as f:
             while len(found) < len(wanted):
                 chunk = f.read(_CHUNK)
                 if not chunk:
