@@ -201,7 +201,7 @@ def tableau(root: NNF) -> list[tuple[set[int], set[NNF], int]]:
 
     def node(incoming: set[int], new: list[NNF], old: set[NNF], nxt: set[NNF]) -> _Node:
         new = sorted(set(new), key=lambda f: -f.uid)  # pop() takes the smallest preorder index
-        return _Node(next(serials), set(incoming), new, old, nxt)
+        return _Node(next(serials), set(incoming), new, set(old), set(nxt))
 
     def fresh(n: _Node, *fs: NNF) -> list[NNF]:
         return n.new + [f for f in fs if f not in n.old]
