@@ -26,6 +26,8 @@ _FIELD_RE = re.compile(
 )
 _DECL_RE = re.compile(r"^(?P<type>.*?)\s*\b(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<len>[^\]]*)\])?$")
 _FLAG_RE = re.compile(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*\"([^\"]*)\"\s*\}")
+_NAME_LINE = re.compile(r"^name:\s*(\S+)", re.MULTILINE)
+_ID_LINE = re.compile(r"^ID:\s*(\d+)\s*$", re.MULTILINE)
 _PLUS_RE = re.compile(r"REC->\w+\s*&\s*([()\s0-9a-fA-FxXuUlL|+\-<>~*]+?)\s*\?\s*\"\+\"\s*:\s*\"\"")
 _C_INT_RE = re.compile(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\b")
 
@@ -112,18 +114,22 @@ def parse_format(text: str, *, source: str = "<format>", system: str | None = No
     ident: int | None = None
     fields: list[FormatField] = []
     print_fmt = ""
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for lineno, line in enumerate(lines, 1):
         stripped = line.strip()
         if not stripped or stripped == "format:":
             continue
+        if stripped.startswith("print fmt:"):
+            # the last entry; its string may hold raw newlines (some ext4 events): keep them
+            rest = "\n".join(lines[lineno:]).rstrip()
+            print_fmt = stripped[len("print fmt:") :].strip() + ("\n" + rest if rest else "")
+            break
         if stripped.startswith("name:"):
             name = stripped[5:].strip()
         elif stripped.startswith("ID:"):
             ident = _parse_id(stripped[3:].strip(), source, lineno)
         elif stripped.startswith("field:"):
             fields.append(_parse_field(line, source, lineno))
-        elif stripped.startswith("print fmt:"):
-            print_fmt = stripped[len("print fmt:") :].strip()
         else:
             raise TraceError(source, lineno, f"unexpected line in format file: {stripped[:60]!r}")
     if not name:
@@ -168,8 +174,38 @@ class FormatSet:
     def __init__(self, formats: list[EventFormat] | None = None) -> None:
         self._by_id: dict[int, EventFormat] = {}
         self._by_name: dict[str, EventFormat] = {}
+        #: formats added as text and not parsed yet: id -> (text, system, source, name)
+        self._pending: dict[int, tuple[str, str | None, str, str]] = {}
+        self._pending_names: dict[str, int] = {}
+        #: reasons of lazily added formats that did not parse (they are left out)
+        self.errors: list[str] = []
         for fmt in formats or ():
             self.add(fmt)
+
+    def add_text(self, text: str, *, system: str | None = None, source: str = "<format>") -> None:
+        """Add a format file's text, parsed only when its event is asked for (a trace.dat holds
+        thousands of formats and uses a few). One that does not parse then is left out, with
+        its reason in ``errors``; one without ``name:``/``ID:`` is rejected now."""
+        m_name, m_id = _NAME_LINE.search(text), _ID_LINE.search(text)
+        if m_name is None or m_id is None:
+            self.errors.append(f"{source}: format without name or ID")
+            return
+        ident, name = int(m_id.group(1)), m_name.group(1)
+        self._by_id.pop(ident, None)
+        self._pending[ident] = (text, system, source, name)
+        self._pending_names[name] = ident
+        if system:
+            self._pending_names[f"{system}:{name}"] = ident
+
+    def _parse_pending(self, ident: int) -> EventFormat | None:
+        text, system, source, _ = self._pending.pop(ident)
+        try:
+            fmt = parse_format(text, source=source, system=system)
+        except TraceError as exc:
+            self.errors.append(str(exc))
+            return None
+        self.add(fmt)
+        return fmt
 
     def add(self, fmt: EventFormat) -> None:
         """Add one format; ``system:name`` and bare ``name`` both find it (last one wins)."""
@@ -179,17 +215,29 @@ class FormatSet:
             self._by_name[f"{fmt.system}:{fmt.name}"] = fmt
 
     def by_id(self, ident: int) -> EventFormat | None:
-        return self._by_id.get(ident)
+        fmt = self._by_id.get(ident)
+        if fmt is None and ident in self._pending:
+            return self._parse_pending(ident)
+        return fmt
 
     def by_name(self, name: str) -> EventFormat | None:
         """By ``system:name`` or bare ``name``."""
+        ident = self._pending_names.pop(name, None)
+        if ident is not None and ident in self._pending:
+            self._parse_pending(ident)
         return self._by_name.get(name)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) + len(self._pending)
 
     def __iter__(self) -> Iterator[EventFormat]:
-        return iter(self._by_id.values())
+        """Every format (pending ones are parsed as the iteration reaches them)."""
+        yield from list(self._by_id.values())
+        for ident in list(self._pending):
+            if ident in self._pending:
+                fmt = self._parse_pending(ident)
+                if fmt is not None:
+                    yield fmt
 
     @classmethod
     def load(cls, directory: str | Path) -> FormatSet:
