@@ -1,0 +1,768 @@
+"""Reader for trace-cmd's ``trace.dat`` files, versions 6 and 7.
+
+Both start with ``17 08 44 "tracing"``, the version as text and a NUL, the byte order
+(0 = little), the user-space ``long`` size and the page size; every number after that is in
+the file's byte order.
+
+- **Version 6** is sequential: ``header_page``/``header_event``, ftrace event formats, event
+  formats by system, kallsyms (u32 size, skipped), printk formats (u32 size), saved cmdlines
+  (u64 size), the CPU count, ``options  \\0`` with ``{u16 id, u32 size, data}`` options up to
+  id 0, then ``flyrecord\\0`` with ``{u64 offset, u64 size}`` per CPU (and the trace clock,
+  u64 size + text, when the TRACECLOCK option is there) or ``latency  \\0`` with text.
+  Instance buffers are BUFFER options (u64 offset + name) pointing at their own
+  ``flyrecord`` block.
+- **Version 7** is sectioned: after the page size come the compression name and version and
+  the u64 offset of the first options section. Sections have a 16-byte header ``{u16 id,
+  u16 flags (bit 0: compressed), u32 description string id, u64 size}``; a compressed section
+  holds ``{u32 compressed size, u32 size, data}``. Options sections chain through their DONE
+  option (u64 offset of the next, 0 = last). Options 16-21 give the offsets of the metadata
+  sections (same blocks as in v6); BUFFER (3) gives ``u64 section offset, name, clock, u32 page
+  size, u32 CPU count, {u32 cpu, u64 offset, u64 size}`` per CPU; BUFFER_TEXT (22) a latency
+  text buffer. Compressed CPU data is ``u32 chunk count`` then chunks ``{u32 compressed size,
+  u32 size, data}`` of ring-buffer pages. Compression ``none``, ``zlib`` (stdlib) and
+  ``zstd`` (the ``zstandard`` package, imported only for such files) are read.
+
+Events are the pages of :mod:`pyrv.sources.ring_buffer`, decoded with the file's own
+``header_page``/``header_event``/format files, ``comm`` from the saved cmdlines, every buffer
+(the top one and the instances) and CPU merged by timestamp (ties: buffer order, then CPU
+order, as ``trace-cmd report``). The OFFSET option and TSC2NSEC conversion are applied to the
+timestamps as ``trace-cmd report`` does; DATE (wall-clock) is not, as ``report`` without
+``--date``. A page with the missed-events flag yields a :class:`LostEvents` before its events
+(``trace-cmd report`` prints ``CPU:N [M EVENTS DROPPED]``). The per-CPU ``stats`` trace-cmd
+saved (CPUSTAT options: entries, overrun, dropped events...) are in :attr:`TraceDat.cpustats`.
+
+Damage (a truncated file, a section that does not parse, a page that does not fit, a chunk
+that does not decompress) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
+(a :class:`TraceError`) naming the section and the byte offset. With ``partial=True`` the
+damage of one CPU's data ends that CPU's stream instead: its events up to the damage are
+yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
+ts=that CPU's last timestamp)``, and :attr:`TraceDat.stopped_at` / :attr:`TraceDat.stop_reason`
+say where and why reading stopped. Damage in what every event needs (the headers, the formats,
+v7's options with the buffer index, which trace-cmd writes after the data) raises even with
+``partial=True``: nothing could be read.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrv.sources.errors import TraceError
+from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
+from pyrv.sources.formats import FormatSet
+from pyrv.sources.merge import merge_by_time
+from pyrv.sources.ring_buffer import (
+    COUNTER_CLOCKS,
+    BinaryTraceError,
+    PageDecoder,
+    RingBufferLayout,
+    parse_cmdlines,
+    parse_printk,
+    parse_trace_clock,
+)
+
+MAGIC = b"\x17\x08\x44tracing"
+
+# option ids (trace-cmd's enum tracecmd_option_id)
+OPT_DONE, OPT_DATE, OPT_CPUSTAT, OPT_BUFFER, OPT_TRACECLOCK, OPT_UNAME, OPT_HOOK = range(7)
+OPT_OFFSET, OPT_CPUCOUNT, OPT_VERSION, OPT_PROCMAPS, OPT_TRACEID, OPT_TIME_SHIFT = range(7, 13)
+OPT_GUEST, OPT_TSC2NSEC, OPT_STRINGS, OPT_HEADER_INFO, OPT_FTRACE_EVENTS = range(13, 18)
+OPT_EVENT_FORMATS, OPT_KALLSYMS, OPT_PRINTK, OPT_CMDLINES, OPT_BUFFER_TEXT = range(18, 23)
+
+_SECTION_NAMES = {
+    OPT_DONE: "options",
+    OPT_BUFFER: "flyrecord data",
+    OPT_STRINGS: "strings",
+    OPT_HEADER_INFO: "headers",
+    OPT_FTRACE_EVENTS: "ftrace event formats",
+    OPT_EVENT_FORMATS: "event formats",
+    OPT_KALLSYMS: "kallsyms",
+    OPT_PRINTK: "printk formats",
+    OPT_CMDLINES: "saved cmdlines",
+    OPT_BUFFER_TEXT: "latency text",
+}
+
+
+@dataclass(slots=True)
+class CpuData:
+    """Where one CPU's pages are in the file (``size`` is the stored size: compressed for
+    compressed v7 files)."""
+
+    cpu: int
+    offset: int
+    size: int
+
+
+@dataclass(slots=True)
+class BufferInfo:
+    """One ring buffer of the file: ``""`` is the top instance."""
+
+    name: str
+    clock: str | None = None
+    page_size: int = 0
+    cpus: list[CpuData] = field(default_factory=list)
+    offset: int = 0  # v7: the buffer's section; v6: its flyrecord block
+    latency: bool = False  # a text buffer (latency-format output), not pages
+
+
+class _Chunk:
+    """Bounds-checked reads over a byte block of the file (or a decompressed section).
+
+    ``base`` is the block's offset in the file (for messages); ``exact`` says whether offsets
+    inside it are file offsets (False for decompressed data).
+    """
+
+    __slots__ = ("data", "pos", "base", "exact", "section", "source", "order")
+
+    def __init__(
+        self,
+        data: bytes | mmap.mmap,
+        pos: int,
+        section: str,
+        source: str,
+        order: str,
+        *,
+        base: int = 0,
+        exact: bool = True,
+    ) -> None:
+        self.data, self.pos, self.section, self.source, self.order = (
+            data,
+            pos,
+            section,
+            source,
+            order,
+        )
+        self.base, self.exact = base, exact
+
+    def error(self, detail: str, at: int | None = None) -> BinaryTraceError:
+        at = self.pos if at is None else at
+        if self.exact:
+            return BinaryTraceError(self.source, self.section, self.base + at, detail)
+        return BinaryTraceError(
+            self.source,
+            self.section,
+            self.base,
+            f"{detail} (at byte {at} of the decompressed section)",
+        )
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise self.error(
+                f"needs {n} bytes but only {max(0, len(self.data) - self.pos)} remain"
+                + (" (the file is truncated)" if self.exact else "")
+            )
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return bytes(out)
+
+    def num(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "little" if self.order == "<" else "big")
+
+    def u16(self) -> int:
+        return self.num(2)
+
+    def u32(self) -> int:
+        return self.num(4)
+
+    def u64(self) -> int:
+        return self.num(8)
+
+    def cstr(self) -> str:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            raise self.error("unterminated string (the file is truncated?)")
+        out = bytes(self.data[self.pos : end]).decode("utf-8", "replace")
+        self.pos = end + 1
+        return out
+
+    def text(self, n: int) -> str:
+        return self.take(n).decode("utf-8", "replace")
+
+
+def _decompressor(name: str, source: str) -> Callable[[bytes, int], bytes]:
+    """``decompress(data, size)`` for the file's compression algorithm."""
+    if name == "zlib":
+        return lambda data, size: zlib.decompress(data)
+    if name == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise TraceError(
+                source,
+                None,
+                "this trace.dat is zstd-compressed (trace-cmd's default): reading it needs the"
+                " 'zstandard' Python package (pip install zstandard), or convert the file with"
+                " 'trace-cmd convert --compression none'",
+            ) from None
+        dctx = zstandard.ZstdDecompressor()
+        return lambda data, size: dctx.decompress(data, max_output_size=size)
+    raise TraceError(
+        source, None, f"unsupported trace.dat compression {name!r} (supported: zstd, zlib)"
+    )
+
+
+class TraceDat:
+    """A trace-cmd ``trace.dat`` file (v6 or v7): its metadata, and its events when iterated.
+
+    The metadata is read when the object is made: ``version``, ``byteorder`` (``<``/``>``),
+    ``long_size`` (user space), ``page_size``, ``compression`` (``"none"``, ``"zstd"``,
+    ``"zlib"``) and ``compression_version``, ``cpus``, ``buffers`` (:class:`BufferInfo`, the
+    top instance first), ``clock`` (the top buffer's trace clock), ``cmdlines`` (pid -> comm),
+    ``formats`` (:class:`FormatSet`, parsed lazily: ``formats.errors`` lists the ones that did
+    not parse),
+    ``layout`` (ring-buffer layout), ``printk`` (address -> format), ``cpustats`` (buffer name
+    -> CPU -> ``stats`` key -> value), ``uname``, ``tracecmd_version``, ``trace_id``,
+    ``ts_offset``, ``tsc2nsec``, ``date``, ``options`` (``(id, raw bytes)`` in file order).
+
+    The metadata surface every pyrv reader has: ``source``, ``counter_clock`` (the clock does
+    not count ns: ``counter``, ``uptime``, ``x86-tsc`` without TSC2NSEC), ``has_context``
+    (True), ``skipped`` (empty), ``dropped_incomplete`` (0). After iterating with
+    ``partial=True``: ``stopped_at`` (byte offset of the first damage, None when none) and
+    ``stop_reason``.
+
+    ``buffer`` selects one buffer by name (``""`` = top); None reads them all, as
+    ``trace-cmd report`` does.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        partial: bool = False,
+        buffer: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.source = source if source is not None else str(self.path)
+        self.partial = partial
+        self.buffer = buffer
+        self.version = 0
+        self.byteorder = "<"
+        self.long_size = 8
+        self.page_size = 4096
+        self.compression = "none"
+        self.compression_version = ""
+        self.cpus = 0
+        self.buffers: list[BufferInfo] = []
+        self.clock: str | None = None
+        self.cmdlines: dict[int, str] = {}
+        self.formats = FormatSet()
+        self.layout = RingBufferLayout()
+        self.printk: dict[int, str] = {}
+        self.kallsyms_size = 0
+        self.cpustats: dict[str, dict[int, dict[str, str]]] = {}
+        self.uname: str | None = None
+        self.tracecmd_version: str | None = None
+        self.trace_id: int | None = None
+        self.ts_offset = 0
+        self.tsc2nsec: tuple[int, int, int] | None = None
+        self.date: str | None = None
+        self.options: list[tuple[int, bytes]] = []
+        self.counter_clock = False
+        self.has_context = True
+        self.skipped: list[tuple[int, str]] = []
+        self.dropped_incomplete = 0
+        self.stopped_at: int | None = None
+        self.stop_reason: str | None = None
+        self.text_reader: Any = None  # latency buffers: the text reader doing the work
+        self._header_texts: tuple[str | None, str | None] = (None, None)
+        self._decompress: Callable[[bytes, int], bytes] | None = None
+        self._stat_buffer = ""
+        self._started = False
+        try:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed after iterating / close()
+        except OSError as exc:
+            raise TraceError(self.source, None, f"cannot open: {exc}") from None
+        try:
+            size = os.fstat(self._fh.fileno()).st_size
+            self._data: bytes | mmap.mmap = (
+                mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            )
+            self.file_size = size
+            self._read_metadata()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        data = getattr(self, "_data", None)
+        if isinstance(data, mmap.mmap):
+            data.close()
+        self._data = b""
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
+
+    def __enter__(self) -> TraceDat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[TraceItem]:
+        if self._started:
+            raise RuntimeError("a TraceDat can be iterated only once")
+        self._started = True
+        return self._events()
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def _chunk(self, pos: int, section: str) -> _Chunk:
+        return _Chunk(self._data, pos, section, self.source, self.byteorder)
+
+    def _read_metadata(self) -> None:
+        c = self._chunk(0, "file header")
+        if bytes(self._data[:10]) != MAGIC:
+            raise c.error("not a trace-cmd trace.dat file (bad magic)", 0)
+        c.pos = 10
+        ver = c.cstr()
+        if not ver.isdigit() or int(ver) not in (6, 7):
+            raise c.error(f"unsupported trace.dat version {ver!r} (6 and 7 are read)", 10)
+        self.version = int(ver)
+        endian = c.take(1)[0]
+        self.byteorder = ">" if endian else "<"
+        c.order = self.byteorder
+        self.long_size = c.take(1)[0]
+        self.page_size = c.u32()
+        if self.version >= 7:
+            self.compression = c.cstr()
+            self.compression_version = c.cstr()
+            if self.compression != "none":
+                self._decompress = _decompressor(self.compression, self.source)
+            self._read_v7(c.u64())
+        else:
+            self._read_v6(c)
+        if len(self.formats) == 0:
+            raise BinaryTraceError(self.source, "event formats", None, "no event formats")
+        hp, he = self._header_texts
+        self.layout = RingBufferLayout.from_texts(hp, he, self.byteorder, source=self.source)
+        top = next((b for b in self.buffers if b.name == ""), None)
+        clock = (top.clock if top is not None else None) or self.clock
+        self.clock = clock
+        self.counter_clock = clock in COUNTER_CLOCKS and self.tsc2nsec is None
+
+    # v6 ---------------------------------------------------------------------------------------
+
+    def _read_v6(self, c: _Chunk) -> None:
+        c.section = "headers"
+        self._headers_block(c)
+        c.section = "ftrace event formats"
+        self._ftrace_block(c)
+        c.section = "event formats"
+        self._events_block(c)
+        c.section = "kallsyms"
+        self._kallsyms_block(c)
+        c.section = "printk formats"
+        self._printk_block(c)
+        c.section = "saved cmdlines"
+        self._cmdlines_block(c)
+        c.section = "CPU count"
+        self.cpus = c.u32()
+        c.section = "options"
+        kind = c.take(10)
+        if kind.startswith(b"options"):
+            while True:
+                oid = c.u16()
+                if oid == OPT_DONE:
+                    break
+                size = c.u32()
+                self._option(oid, c.take(size), c)
+            kind = c.take(10)
+        top = BufferInfo("", self.clock, self.page_size, offset=c.pos - 10)
+        self.buffers.insert(0, top)
+        if kind.startswith(b"latency"):
+            top.latency = True
+            return
+        if not kind.startswith(b"flyrecord"):
+            raise c.error(f"expected 'flyrecord' or 'latency', found {kind!r}", c.pos - 10)
+        c.section = "flyrecord"
+        top.cpus = self._v6_cpu_table(c)
+        if any(oid == OPT_TRACECLOCK for oid, _ in self.options):
+            size = c.u64()
+            self.clock = parse_trace_clock(c.text(size))
+            top.clock = self.clock
+        for buf in self.buffers[1:]:
+            bc = self._chunk(buf.offset, f"buffer {buf.name!r} flyrecord")
+            kind = bc.take(10)
+            if kind.startswith(b"options"):
+                raise bc.error("per-buffer options in a v6 file are not supported")
+            if not kind.startswith(b"flyrecord"):
+                raise bc.error(f"expected 'flyrecord', found {kind!r}", bc.pos - 10)
+            buf.cpus = self._v6_cpu_table(bc)
+            buf.clock = buf.clock or self.clock
+            buf.page_size = self.page_size
+
+    def _v6_cpu_table(self, c: _Chunk) -> list[CpuData]:
+        out = []
+        for cpu in range(self.cpus):
+            offset, size = c.u64(), c.u64()
+            out.append(CpuData(cpu, offset, size))
+        return out
+
+    # v7 ---------------------------------------------------------------------------------------
+
+    def _section(self, offset: int, expect: int | None, name: str) -> _Chunk:
+        """The content of the section at ``offset`` (decompressed when flagged)."""
+        c = self._chunk(offset, name)
+        sid, flags, _desc, size = c.u16(), c.u16(), c.u32(), c.u64()
+        if expect is not None and sid != expect:
+            raise c.error(f"expected section id {expect}, found {sid}", offset)
+        start = c.pos
+        if flags & 1:
+            if self._decompress is None:
+                raise c.error("compressed section in a file whose compression is 'none'", offset)
+            csize, usize = c.u32(), c.u32()
+            blob = c.take(csize)
+            try:
+                data = self._decompress(blob, usize)
+            except Exception as exc:  # zlib.error, zstandard.ZstdError
+                raise c.error(f"cannot decompress: {exc}", start) from None
+            if len(data) != usize:
+                raise c.error(f"decompressed to {len(data)} bytes, expected {usize}", start)
+            return _Chunk(data, 0, name, self.source, self.byteorder, base=start, exact=False)
+        if start + size > len(self._data):
+            raise c.error(
+                f"section of {size} bytes runs past the end of the file ({len(self._data)}"
+                " bytes): the file is truncated",
+                start,
+            )
+        return self._chunk(start, name)
+
+    def _read_v7(self, options_offset: int) -> None:
+        sections: dict[int, int] = {}
+        seen: set[int] = set()
+        offset = options_offset
+        while offset:
+            if offset in seen:
+                raise BinaryTraceError(self.source, "options", offset, "options sections loop")
+            seen.add(offset)
+            c = self._section(offset, OPT_DONE, "options")
+            offset = 0
+            while True:
+                oid, size = c.u16(), c.u32()
+                data = c.take(size)
+                if oid == OPT_DONE:
+                    if len(data) < 8:
+                        raise c.error("DONE option shorter than 8 bytes")
+                    offset = int.from_bytes(data[:8], "little" if self.byteorder == "<" else "big")
+                    break
+                if OPT_HEADER_INFO <= oid <= OPT_CMDLINES and len(data) >= 8:
+                    sections[oid] = int.from_bytes(
+                        data[:8], "little" if self.byteorder == "<" else "big"
+                    )
+                    continue
+                self._option(oid, data, c)
+        for oid, block in (
+            (OPT_HEADER_INFO, self._headers_block),
+            (OPT_FTRACE_EVENTS, self._ftrace_block),
+            (OPT_EVENT_FORMATS, self._events_block),
+            (OPT_KALLSYMS, self._kallsyms_block),
+            (OPT_PRINTK, self._printk_block),
+            (OPT_CMDLINES, self._cmdlines_block),
+        ):
+            if oid in sections:
+                block(self._section(sections[oid], oid, _SECTION_NAMES[oid]))
+            elif oid in (OPT_HEADER_INFO, OPT_EVENT_FORMATS):
+                raise BinaryTraceError(
+                    self.source, _SECTION_NAMES[oid], None, "the file has no such section"
+                )
+        if not self.cpus:
+            self.cpus = max((len(b.cpus) for b in self.buffers), default=0)
+
+    # options ----------------------------------------------------------------------------------
+
+    def _option(self, oid: int, data: bytes, c: _Chunk) -> None:
+        self.options.append((oid, data))
+        order = "little" if self.byteorder == "<" else "big"
+        text = data.rstrip(b"\0").decode("utf-8", "replace")
+        if oid == OPT_DATE:
+            self.date = text
+        elif oid == OPT_OFFSET:
+            try:
+                self.ts_offset += int(text, 0)
+            except ValueError:
+                raise c.error(f"bad OFFSET option {text!r}") from None
+        elif oid == OPT_CPUSTAT:
+            self._cpustat(text)
+        elif oid == OPT_TRACECLOCK:
+            self.clock = parse_trace_clock(text)
+        elif oid == OPT_UNAME:
+            self.uname = text
+        elif oid == OPT_VERSION:
+            self.tracecmd_version = text
+        elif oid == OPT_TRACEID and len(data) >= 8:
+            self.trace_id = int.from_bytes(data[:8], order)
+        elif oid == OPT_CPUCOUNT and len(data) >= 4:
+            self.cpus = int.from_bytes(data[:4], order)
+        elif oid == OPT_TSC2NSEC and len(data) >= 16:
+            self.tsc2nsec = (
+                int.from_bytes(data[0:4], order),
+                int.from_bytes(data[4:8], order),
+                int.from_bytes(data[8:16], order),
+            )
+        elif oid in (OPT_BUFFER, OPT_BUFFER_TEXT):
+            self._buffer_option(oid, data, c)
+
+    def _buffer_option(self, oid: int, data: bytes, parent: _Chunk) -> None:
+        c = _Chunk(
+            data, 0, "BUFFER option", self.source, self.byteorder, base=parent.base, exact=False
+        )
+        buf = BufferInfo("", offset=c.u64())
+        buf.name = c.cstr()
+        if self.version < 7:
+            self.buffers.append(buf)
+            return
+        buf.clock = c.cstr()
+        if oid == OPT_BUFFER_TEXT:
+            buf.latency = True
+        else:
+            buf.page_size = c.u32()
+            for _ in range(c.u32()):
+                buf.cpus.append(CpuData(c.u32(), c.u64(), c.u64()))
+        if buf.name == "":
+            self.buffers.insert(0, buf)
+        else:
+            self.buffers.append(buf)
+
+    def _cpustat(self, text: str) -> None:
+        """CPUSTAT options: ``CPU: N`` then ``key: value`` lines; ``Buffer: NAME`` switches the
+        buffer the following ones belong to (trace-cmd writes them in that order)."""
+        name = self._stat_buffer
+        cpu: int | None = None
+        for line in text.splitlines():
+            key, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key, value = key.strip(), value.strip()
+            if key == "Buffer":
+                name = value
+                cpu = None
+            elif key == "CPU" and value.isdigit():
+                cpu = int(value)
+                self.cpustats.setdefault(name, {})[cpu] = {}
+            elif cpu is not None:
+                self.cpustats[name][cpu][key] = value
+        self._stat_buffer = name
+
+    # metadata blocks (same content in v6 and v7) ----------------------------------------------
+
+    def _headers_block(self, c: _Chunk) -> None:
+        if c.take(12) != b"header_page\0":
+            raise c.error("expected 'header_page'", c.pos - 12)
+        hp = c.text(c.u64())
+        if c.take(13) != b"header_event\0":
+            raise c.error("expected 'header_event'", c.pos - 13)
+        he = c.text(c.u64())
+        self._header_texts = (hp, he)
+
+    def _add_format(self, text: str, system: str, c: _Chunk) -> None:
+        # parsed when an event of it shows up; one odd format must not fail the whole file
+        self.formats.add_text(text, system=system, source=f"{self.source}:{system}")
+
+    def _ftrace_block(self, c: _Chunk) -> None:
+        for _ in range(c.u32()):
+            self._add_format(c.text(c.u64()), "ftrace", c)
+
+    def _events_block(self, c: _Chunk) -> None:
+        for _ in range(c.u32()):
+            system = c.cstr()
+            for _ in range(c.u32()):
+                self._add_format(c.text(c.u64()), system, c)
+
+    def _kallsyms_block(self, c: _Chunk) -> None:
+        self.kallsyms_size = c.u32()
+        c.take(self.kallsyms_size)
+
+    def _printk_block(self, c: _Chunk) -> None:
+        size = c.u32()
+        if size:
+            self.printk = parse_printk(c.text(size))
+
+    def _cmdlines_block(self, c: _Chunk) -> None:
+        size = c.u64()
+        self.cmdlines = parse_cmdlines(c.text(size))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _selected(self) -> list[BufferInfo]:
+        if self.buffer is None:
+            return self.buffers
+        chosen = [b for b in self.buffers if b.name == self.buffer]
+        if not chosen:
+            names = ", ".join(repr(b.name) for b in self.buffers)
+            raise TraceError(self.source, None, f"no buffer {self.buffer!r} (buffers: {names})")
+        return chosen
+
+    def _events(self) -> Iterator[TraceItem]:
+        try:
+            buffers = self._selected()
+            texts = [b for b in buffers if b.latency]
+            if texts:
+                yield from self._latency(texts[0])
+                return
+            decoder = PageDecoder(
+                self.formats,
+                self.layout,
+                source=self.source,
+                cmdlines=self.cmdlines,
+                printk=self.printk or None,
+            )
+            streams = []
+            for buf in buffers:
+                if buf.page_size and buf.page_size != self.layout.page_size:
+                    raise BinaryTraceError(
+                        self.source,
+                        f"buffer {buf.name!r}",
+                        buf.offset,
+                        f"page size {buf.page_size} differs from header_page's"
+                        f" {self.layout.page_size}",
+                    )
+                for cd in buf.cpus:
+                    if cd.size:
+                        streams.append(self._guard(self._cpu_items(decoder, buf, cd), buf, cd))
+            items: Iterator[TraceItem] = (
+                iter(streams[0]) if len(streams) == 1 else merge_by_time(streams)
+            )
+            if self.ts_offset or self.tsc2nsec:
+                items = self._adjust(items)
+            yield from items
+        finally:
+            self.close()
+
+    def _where(self, buf: BufferInfo, cd: CpuData) -> str:
+        return f"cpu{cd.cpu} data" if buf.name == "" else f"buffer {buf.name!r} cpu{cd.cpu} data"
+
+    def _cpu_items(self, decoder: PageDecoder, buf: BufferInfo, cd: CpuData) -> Iterator[TraceItem]:
+        where = self._where(buf, cd)
+        end = cd.offset + cd.size
+        if self._decompress is None:
+            if end > self.file_size:
+                if not self.partial:
+                    raise BinaryTraceError(
+                        self.source,
+                        where,
+                        self.file_size,
+                        f"the file ends at byte {self.file_size} but CPU {cd.cpu}'s data runs to"
+                        f" {end}: the file is truncated",
+                    )
+                end = self.file_size
+            psize = self.layout.page_size
+            step = psize * 256
+            for start in range(cd.offset, end, step):
+                stop = min(start + step, end)
+                data = bytes(self._data[start:stop])
+                yield from decoder.pages(data, cd.cpu, base_offset=start, section=where)
+            if cd.offset + cd.size > self.file_size:
+                raise BinaryTraceError(
+                    self.source,
+                    where,
+                    self.file_size,
+                    f"the file ends here but CPU {cd.cpu}'s data runs to {cd.offset + cd.size}:"
+                    " the file is truncated",
+                )
+            return
+        # compressed: u32 chunk count, then {u32 csize, u32 usize, data} chunks of pages
+        c = self._chunk(cd.offset, where)
+        count = c.u32()
+        rest = b""
+        for _ in range(count):
+            at = c.pos
+            csize, usize = c.u32(), c.u32()
+            blob = c.take(csize)
+            try:
+                data = self._decompress(blob, usize)
+            except Exception as exc:  # zlib.error, zstandard.ZstdError
+                raise c.error(f"compressed chunk does not decompress: {exc}", at) from None
+            if len(data) != usize:
+                raise c.error(f"chunk decompressed to {len(data)} bytes, expected {usize}", at)
+            data = rest + data if rest else data
+            whole = len(data) - len(data) % self.layout.page_size
+            yield from decoder.pages(data[:whole], cd.cpu, base_offset=at, section=where)
+            rest = data[whole:]
+        if rest:
+            yield from decoder.pages(rest, cd.cpu, base_offset=c.pos, section=where)
+
+    def _guard(
+        self, items: Iterator[TraceItem], buf: BufferInfo, cd: CpuData
+    ) -> Iterator[TraceItem]:
+        """With ``partial``, damage ends this CPU's stream with a marker instead of raising."""
+        last: int | None = None
+        try:
+            for item in items:
+                if item.ts is not None:
+                    last = item.ts
+                yield item
+        except BinaryTraceError as exc:
+            if not self.partial:
+                raise
+            if self.stopped_at is None or (exc.offset or 0) < self.stopped_at:
+                self.stopped_at = exc.offset
+                self.stop_reason = exc.reason
+            yield LostEvents(
+                cd.cpu,
+                None,
+                f"truncated or corrupt: {exc.reason}; CPU {cd.cpu}"
+                + (f" of buffer {buf.name!r}" if buf.name else "")
+                + " has no events after this point",
+                last,
+                self.source,
+            )
+
+    def _adjust(self, items: Iterator[TraceItem]) -> Iterator[TraceItem]:
+        """TSC2NSEC (``ts * mult >> shift``) then the OFFSET option, as trace-cmd applies them."""
+        mult, shift, _ = self.tsc2nsec or (0, 0, 0)
+        offset = self.ts_offset
+        for item in items:
+            if item.ts is not None:
+                ts = item.ts
+                if mult:
+                    ts = (ts * mult) >> shift
+                item.ts = ts + offset
+            yield item
+
+    def _latency(self, buf: BufferInfo) -> Iterator[TraceItem]:
+        """A latency-format text buffer: the text reader reads it."""
+        from pyrv.sources.ftrace_text import TextTraceReader
+
+        if self.version >= 7:
+            c = self._section(buf.offset, OPT_BUFFER_TEXT, "latency text")
+            text = bytes(c.data[c.pos :])
+        else:
+            text = bytes(self._data[buf.offset + 10 :])
+        reader = TextTraceReader(io.BytesIO(text), source=self.source, formats=self.formats)
+        self.text_reader = reader
+        for item in reader:
+            self.counter_clock = reader.counter_clock
+            self.has_context = reader.has_context
+            self.skipped = reader.skipped
+            yield item
+
+
+def iter_tracedat(
+    path: str | os.PathLike[str], *, partial: bool = False, buffer: str | None = None
+) -> Iterator[TraceItem]:
+    """Stream a trace.dat file's events (see :class:`TraceDat`)."""
+    return iter(TraceDat(path, partial=partial, buffer=buffer))
+
+
+def is_tracedat(head: bytes) -> bool:
+    """True when ``head`` (the first bytes of a file) is a trace.dat file's."""
+    return head.startswith(MAGIC)
+
+
+__all__ = [
+    "MAGIC",
+    "BufferInfo",
+    "CpuData",
+    "TraceDat",
+    "TraceEvent",
+    "is_tracedat",
+    "iter_tracedat",
+]
