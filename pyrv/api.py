@@ -26,6 +26,7 @@ from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
 from pyrv.sources.merge import merge_by_time
 from pyrv.sources.presence import events_present
+from pyrv.sources.tracepoints import BARE
 
 
 class CheckError(Exception):
@@ -117,6 +118,7 @@ def check(
             "option): monitors need the task, CPU and time of every event"
         )
     monitors = [_enabled_monitor(rv, n) for n in names]
+    _require_context_column(monitors, streams, label)
     result = CheckResult(source=label, monitors=[])
     dispatcher = Dispatcher(monitors)
     for mon in monitors:
@@ -153,12 +155,7 @@ def check(
         raise CheckError(f"{label}: {what}: the monitors were never enabled")
     unseen = _unseen_tracepoints(monitors, dispatcher)
     if unseen and opts.monitors:
-        raise CheckError(
-            "; ".join(
-                f"monitor {n} needs events missing from {label}: {', '.join(tps)}"
-                for n, tps in unseen.items()
-            )
-        )
+        raise CheckError("; ".join(_missing_message(n, label, tps) for n, tps in unseen.items()))
     monitors = [m for m in monitors if m.name not in unseen]
     result.skipped_lines = [s for r in readers for s in r.skipped]
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
@@ -176,6 +173,24 @@ def check(
     return result
 
 
+def _require_context_column(
+    monitors: list[DAMonitor], streams: list[Iterator[TraceItem]], label: str
+) -> None:
+    """Monitors whose hooks read hardirq/irqs-off need the trace's irq-info column."""
+    needy = [m.name for m in monitors if m.definition is not None and m.definition.uses_context()]
+    if not needy:
+        return
+    for i, stream in enumerate(streams):
+        first = next(stream, None)
+        if first is not None:
+            streams[i] = itertools.chain((first,), stream)
+        if isinstance(first, TraceEvent) and first.flags is None:
+            raise CheckError(
+                f"{label}: monitor(s) {', '.join(needy)} need the probe context (hardirq, irqs "
+                "off) of the irq-info column, which this trace does not have (noirq-info option)"
+            )
+
+
 def _unseen_tracepoints(monitors: list[DAMonitor], dispatcher: Dispatcher) -> dict[str, list[str]]:
     """Per monitor, the hooked tracepoints that never occurred (input that was not pre-scanned,
     such as standard input)."""
@@ -184,7 +199,7 @@ def _unseen_tracepoints(monitors: list[DAMonitor], dispatcher: Dispatcher) -> di
         assert m.definition is not None
         missing = [
             tp
-            for tp in m.definition.tracepoints()
+            for tp in m.definition.required_tracepoints()
             if tp.split(":", 1)[-1] not in dispatcher.seen_events
         ]
         if missing:
@@ -244,10 +259,14 @@ def _select(
         mon = all_mons[n]
         if n not in runnable:
             raise CheckError(_no_hooks_reason(mon))
-        missing = [tp for tp in mon.definition.tracepoints() if tp.split(":", 1)[-1] not in present]
+        missing = [
+            tp
+            for tp in mon.definition.required_tracepoints()
+            if tp.split(":", 1)[-1] not in present
+        ]
         if missing and opts.monitors:
             where = ", ".join(str(f) for f in files)
-            raise CheckError(f"monitor {n} needs events missing from {where}: {', '.join(missing)}")
+            raise CheckError(_missing_message(n, where, missing))
         if not missing:
             chosen.append(n)
     slots = max(1, min(8, sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)))
@@ -259,6 +278,18 @@ def _select(
         if opts.reactor is not None:
             _write(rv, f"monitors/{_path(rv, n)}/reactors", opts.reactor)
     return chosen, rv
+
+
+def _missing_message(name: str, where: str, missing: list[str]) -> str:
+    text = f"monitor {name} needs events missing from {where}: {', '.join(missing)}"
+    bare = [tp for tp in missing if tp in BARE]
+    if bare:
+        text += (
+            f" ({', '.join(bare)}: bare tracepoints, which tracefs does not expose; a trace "
+            "carries them only when a kprobe, BPF program or synthetic event re-emits them "
+            "under these names)"
+        )
+    return text
 
 
 def _no_hooks_reason(mon: DAMonitor) -> str:

@@ -158,20 +158,34 @@ def _mask(states: frozenset[int] | tuple[int, ...]) -> int:
 
 
 def _compile(label: tuple[NNF, ...], index: Mapping[str, int]) -> Callable[[int], bool]:
-    """A label as a Python function of the valuation int."""
+    """A label (a conjunction) as a Python function of the valuation int."""
 
-    def expr(n: NNF) -> str:
-        if n.op == "atom":
-            return f"(v >> {index[n.atom]} & 1)"
-        if n.op == "natom":
-            return f"(not v >> {index[n.atom]} & 1)"
-        if n.op in ("true", "false"):
-            return "True" if n.op == "true" else "False"
-        joiner = " and " if n.op == "and" else " or "
-        return "(" + joiner.join(expr(a) for a in n.args) + ")"
+    def flat(n: NNF, op: str) -> list[NNF]:
+        """The operands of a chain of one associative operator (no recursion on the chain)."""
+        out, stack = [], [n]
+        while stack:
+            m = stack.pop()
+            if m.op == op:
+                stack.extend(reversed(m.args))
+            else:
+                out.append(m)
+        return out
 
-    body = " and ".join(expr(f) for f in label) or "True"
-    return eval(f"lambda v: bool({body})")  # noqa: S307 - generated from atom indices only
+    def comp(n: NNF) -> Callable[[int], bool]:
+        op = n.op
+        if op in ("atom", "natom"):
+            mask, want = 1 << index[n.atom], op == "atom"
+            return lambda v: bool(v & mask) is want
+        if op in ("true", "false"):
+            const = op == "true"
+            return lambda v: const
+        parts = tuple(comp(m) for m in flat(n, op))
+        if op == "and":
+            return lambda v: all(f(v) for f in parts)
+        return lambda v: any(f(v) for f in parts)
+
+    conj = tuple(comp(m) for f in label for m in flat(f, "and"))
+    return lambda v: all(f(v) for f in conj)
 
 
 # --------------------------------------------------------------------------- the tableau
@@ -190,10 +204,11 @@ class _Node:
         self.next = nxt
 
 
-def tableau(root: NNF) -> list[tuple[set[int], set[NNF], int]]:
+def tableau(root: NNF, limit: int | None = None) -> list[tuple[set[int], set[NNF], int]]:
     """Run the tableau on a normal-form formula (uids set by :func:`to_nnf`).
 
-    Returns the states in numbering order as ``(incoming serials, old set, serial)``.
+    Returns the states in numbering order as ``(incoming serials, old set, serial)``; stops
+    as soon as there are more than ``limit`` states (the caller reports the excess).
     """
     serials = itertools.count(_INIT + 1)
     done: list[_Node] = []
@@ -217,6 +232,8 @@ def tableau(root: NNF) -> list[tuple[set[int], set[NNF], int]]:
                 continue
             by_key[key] = n
             done.append(n)
+            if limit is not None and len(done) > limit:
+                break
             stack.append(node({n.serial}, list(n.next), set(), set()))
             continue
         f = n.new.pop()
@@ -263,9 +280,9 @@ def build_buchi(
         abbrs = abbreviate_atoms(atoms)
         name = name or "ltl"
         source = f"model {name!r}"
-    states = tableau(to_nnf(rule))
+    states = tableau(to_nnf(rule), limit=MAX_STATES)
     if len(states) > MAX_STATES:
-        why = f"the Büchi automaton has {len(states)} states, at most {MAX_STATES}"
+        why = f"the Büchi automaton has more than {MAX_STATES} states"
         raise ModelError(source, None, None, why)
     index = {serial: i for i, (_, _, serial) in enumerate(states)}
     successors: list[list[int]] = [[] for _ in states]

@@ -82,7 +82,7 @@ _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_CHARS = _NAME_START | frozenset("0123456789")
 _WORD_CHARS = _NAME_CHARS | frozenset("abcdefghijklmnopqrstuvwxyz")
 #: Guards against pathological input (Python recursion, substitution blow-up).
-MAX_DEPTH = 400
+MAX_DEPTH = 200
 MAX_SIZE = 100_000
 
 
@@ -290,11 +290,10 @@ class _Parser:
                 raise self.fail(tok, f"parentheses nested deeper than {MAX_DEPTH}")
             inner = self.formula(tok)
             close = self.take()
+            if close.kind == "eof":
+                raise self.fail(tok, "unbalanced parentheses: '(' is never closed")
             if close.kind != ")":
-                if close.kind == "eof":
-                    why = f"unbalanced parentheses: '(' at {tok.line}:{tok.col} is never closed"
-                else:
-                    why = f"expected ')' to close '(' at {tok.line}:{tok.col}, found {_show(close)}"
+                why = f"expected ')' to close '(' at {tok.line}:{tok.col}, found {_show(close)}"
                 raise self.fail(close, why)
             self.depth -= 1
             return Expr(inner.op, inner.args, inner.name, tok.line, tok.col)

@@ -74,7 +74,26 @@ def _with_common(ev: TraceEvent) -> dict[str, object]:
     values.update(
         common_pid=ev.pid, common_cpu=ev.cpu, common_comm=ev.comm, common_flags=ev.flags or ""
     )
+    if ev.flags:
+        values.update(context_of(ev.flags))
     return values
+
+
+def context_of(flags: str) -> dict[str, int]:
+    """The probe context the irq-info column shows (trace-formats.md §1.4).
+
+    Column 1: ``d``/``D`` irqs off; column 3: ``h``/``H`` hardirq, ``s`` (or ``H``) softirq,
+    ``z``/``Z`` NMI; column 4: preempt depth in hex.
+    """
+    irq, ctx = flags[0], flags[2] if len(flags) > 2 else "."
+    depth = flags[3] if len(flags) > 3 else "."
+    return {
+        "common_irqs_off": int(irq in "dD"),
+        "common_hardirq": int(ctx in "hHZ"),
+        "common_softirq": int(ctx in "sH"),
+        "common_nmi": int(ctx in "zZ"),
+        "common_preempt_depth": 0 if depth == "." else int(depth, 16),
+    }
 
 
 def _instance_key(mtype: MonitorType, hook: Hook, ev: TraceEvent) -> object | None:

@@ -26,10 +26,20 @@ COMMON_TYPES: dict[str, type] = {
     "common_comm": str,
     "common_flags": str,
 }
+#: The probe's context, from the irq-info column (or common_flags/common_preempt_count):
+#: what the kernel's probes read with in_hardirq(), irqs_disabled(), preempt_count().
+CONTEXT_TYPES: dict[str, type] = {
+    "common_hardirq": int,
+    "common_softirq": int,
+    "common_nmi": int,
+    "common_irqs_off": int,
+    "common_preempt_depth": int,
+}
+COMMON_TYPES.update(CONTEXT_TYPES)
 COMMON_FIELDS = tuple(COMMON_TYPES)
 _TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
-_HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event"}
+_HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event", "optional"}
 _MONITOR_KEYS = {"name", "description", "type", "model", "container"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _PID_FIELD = re.compile(r"(^|_)(pid|tid)$")
@@ -55,6 +65,8 @@ class Hook:
     when: Predicate | None
     when_text: str | None
     uses_common: bool
+    uses_context: bool  # needs the irq-info column
+    optional: bool  # the tracepoint exists only on some architectures/configurations
     entry: Entry
     model_event: int
     model_event_name: str
@@ -77,6 +89,15 @@ class MonitorDef:
     def tracepoints(self) -> list[str]:
         """The tracepoints this monitor hooks, in table order, without repeats."""
         return list(dict.fromkeys(h.tracepoint for h in self.hooks))
+
+    def required_tracepoints(self) -> list[str]:
+        """The hooked tracepoints an input must have for the monitor to run."""
+        optional = {h.tracepoint for h in self.hooks if h.optional}
+        return [tp for tp in self.tracepoints() if tp not in optional]
+
+    def uses_context(self) -> bool:
+        """Whether a hook reads the probe context (hardirq, irqs off...) of the irq-info column."""
+        return any(h.uses_context for h in self.hooks)
 
 
 #: tracepoint -> (its system:name, its fields with their types, or just their names)
@@ -184,7 +205,7 @@ def _hook(
     target = _target(row, mtype, fields, source, line_of, where)
     when_text = row.get("when")
     predicate = None
-    uses_common = False
+    uses_common = uses_context = False
     if when_text is not None:
         if not isinstance(when_text, str):
             raise DefinitionError(source, line_of("when"), f"{where}: when must be a string")
@@ -195,6 +216,7 @@ def _hook(
                 source, line_of("when"), f"{where}: condition {when_text!r}: {exc}"
             ) from None
         uses_common = any(c in when_text for c in COMMON_FIELDS)
+        uses_context = any(c in when_text for c in CONTEXT_TYPES)
     entry_text = row.get("entry", "handle")
     try:
         entry = Entry(entry_text)
@@ -219,11 +241,20 @@ def _hook(
         when=predicate,
         when_text=when_text,
         uses_common=uses_common,
+        uses_context=uses_context,
+        optional=_optional(row, source, line_of("optional"), where),
         entry=entry,
         model_event=model.events.index(ev),
         model_event_name=ev,
         line=line_of(None),
     )
+
+
+def _optional(row: dict[str, Any], source: str, line: int | None, where: str) -> bool:
+    value = row.get("optional", False)
+    if not isinstance(value, bool):
+        raise DefinitionError(source, line, f"{where}: optional must be true or false")
+    return value
 
 
 def _target(

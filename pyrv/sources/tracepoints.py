@@ -185,6 +185,23 @@ _STAT = (
 )
 
 
+_IRQ_VECTORS = (
+    "local_timer_entry",
+    "irq_work_entry",
+    "reschedule_entry",
+    "call_function_entry",
+    "call_function_single_entry",
+)
+#: bare tracepoints of include/trace/events/sched.h that RV monitors hook (spec §4 legend)
+_BARE_TRACEPOINTS: dict[str, tuple[str, ...]] = {
+    "sched_entry_tp": ("preempt",),
+    "sched_exit_tp": ("is_switch",),
+    "sched_set_state_tp": ("pid", "state"),
+    "sched_set_need_resched_tp": ("pid", "cpu", "tif"),
+}
+BARE = frozenset(f"sched:{n}" for n in _BARE_TRACEPOINTS)
+
+
 def _builtin() -> list[Tracepoint]:
     """The catalogue's events; payload forms as printed by kernel 6.18 and trace-cmd 3.1."""
     tp: list[Tracepoint] = []
@@ -430,6 +447,19 @@ def _builtin() -> list[Tracepoint]:
         (_f("lock_addr", S), _f("ret")),
         (Form(r"(?P<lock_addr>\S+) \(ret=(?P<ret>-?\d+)\)"),),
     )
+
+    # x86 interrupt-vector events (irq_vectors), hooked as irq entries by sts, nrp and opid
+    for name in _IRQ_VECTORS:
+        add("irq_vectors", name, (_f("vector"),), (Form(_kv(("vector", _i("vector")))),))
+
+    # Bare tracepoints (DECLARE_TRACE): the kernel's RV monitors hook them, but tracefs does not
+    # expose them, so a trace carries them only when something re-emits them under these names
+    # (a kprobe, a BPF program, a synthetic event). Fields are the tracepoints' arguments, a
+    # task_struct argument as the task's pid.
+    for name, fields in _BARE_TRACEPOINTS.items():
+        add(
+            "sched", name, tuple(_f(f) for f in fields), (Form(_kv(*((f, _i(f)) for f in fields))),)
+        )
 
     # ftrace:print (trace_marker). The kernel prints "<ip symbol>: <buf>", and the ip symbol
     # of a trace_marker write is "tracing_mark_write", which is why that looks like a name.
