@@ -103,7 +103,7 @@ def test_str_rereads_to_the_same_tree():
 
 
 def test_wakeup_rule_parses_as_section_4_15_says():
-    # §4.15: always( (RT ∧ USER_THREAD) → ( ¬(WOKEN_BY_LOWER_PRIO ∨ WOKEN_BY_SOFTIRQ) ∨ ALLOWLIST ) )
+    # §4.15: always((RT ∧ USER_THREAD) → (¬(WOKEN_BY_LOWER_PRIO ∨ WOKEN_BY_SOFTIRQ) ∨ ALLOWLIST))
     allow = bi("or", N("BLOCK_ON_RT_MUTEX"), N("FUTEX_LOCK_PI"))
     woken = un("not", bi("or", N("WOKEN_BY_LOWER_PRIO"), N("WOKEN_BY_SOFTIRQ")))
     expected = un(
@@ -191,9 +191,7 @@ def test_sleep_rule_substitutes_recursively():
         N("BLOCK_ON_RT_MUTEX"),
         bi("or", N("FUTEX_LOCK_PI"), bi("or", N("TASK_IS_RCU"), N("TASK_IS_MIGRATION"))),
     )
-    expected = un(
-        "always", bi("imply", bi("and", N("RT"), N("SLEEP")), bi("or", friendly, allow))
-    )
+    expected = un("always", bi("imply", bi("and", N("RT"), N("SLEEP")), bi("or", friendly, allow)))
     assert spec.rule == expected
 
 
@@ -203,10 +201,16 @@ def test_sleep_rule_substitutes_recursively():
 def test_abbreviation_rule_examples():
     # shared prefix cut character by character: K | ERNEL_THREAD, K | THREAD_SHOULD_STOP
     assert abbreviate_atoms(["KERNEL_THREAD", "KTHREAD_SHOULD_STOP"]) == ("ker_th", "kth_sh_st")
-    # W | AKE against WO | KEN...: only "W" is shared with WAKE
-    assert abbreviate_atoms(["WAKE", "WOKEN_BY_NMI"]) == ("wak", "wo_nm")
-    # skipped words: is, by, or, and
-    assert abbreviate_atoms(["TASK_IS_X", "THIS_OR_THAT_AND_BY"]) == ("ta_x", "th_th")
+    # only "W" is shared: w + ak, w + ok_nm (in sleep, WOKEN_BY_ is shared among three)
+    assert abbreviate_atoms(["WAKE", "WOKEN_BY_NMI"]) == ("wak", "wok_nm")
+    assert abbreviate_atoms(["WAKE", "WOKEN_BY_NMI", "WOKEN_BY_HARDIRQ"]) == (
+        "wak",
+        "wo_nm",
+        "wo_ha",
+    )
+    # the words is, by, or, and are dropped (a trailing "_" survives from the shared part)
+    assert abbreviate_atoms(["TASK_IS_X", "TASK_IS_Y"]) == ("ta_x", "ta_y")
+    assert abbreviate_atoms(["A_OR_BB_AND_CCC_BY_DDDD"]) == ("a_bb_cc_dd",)
     assert abbreviate_atoms(["A"]) == ("a",)
 
 
@@ -253,7 +257,7 @@ def test_names_may_start_with_underscore_and_hold_digits():
 
 def test_bytes_input_and_file_loading(tmp_path):
     p = tmp_path / "mine.ltl"
-    p.write_bytes("RULE = always A\n".encode())
+    p.write_bytes(b"RULE = always A\n")
     spec = load_ltl(p)
     assert spec.name == "mine" and spec.source == str(p) and spec.atoms == ("A",)
 

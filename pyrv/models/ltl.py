@@ -296,7 +296,7 @@ class _Parser:
                 why = f"expected ')' to close '(' at {tok.line}:{tok.col}, found {_show(close)}"
                 raise self.fail(close, why)
             self.depth -= 1
-            return Expr(inner.op, inner.args, inner.name, tok.line, tok.col)
+            return inner
         if tok.kind == ")":
             raise self.fail(
                 tok,
