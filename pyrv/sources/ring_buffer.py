@@ -180,7 +180,12 @@ def guess_byteorder(page: bytes, layout: RingBufferLayout) -> str:
         if len(page) < hp.commit_offset + hp.commit_size:
             return "<"
         commit = struct.unpack_from(order + code, page, hp.commit_offset)[0]
-        if (commit & COMMIT_MASK) <= hp.data_size:
+        high = commit >> 32  # 0, or all ones when the flags were sign-extended
+        if (
+            (commit & COMMIT_MASK) <= hp.data_size
+            and not commit & (7 << 27)
+            and high in (0, 0xFFFFFFFF)
+        ):
             return order
     return "<"
 
