@@ -36,10 +36,10 @@ that does not decompress) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceEr
 (a :class:`TraceError`) naming the section and the byte offset. With ``partial=True`` the
 damage of one CPU's data ends that CPU's stream instead: its events up to the damage are
 yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
-ts=that CPU's last timestamp)``, and :attr:`TraceDat.stopped_at` / :attr:`TraceDat.stop_reason`
-say where and why reading stopped. Damage in what every event needs (the headers, the formats,
-v7's options with the buffer index, which trace-cmd writes after the data) raises even with
-``partial=True``: nothing could be read.
+ts=that CPU's last timestamp, or 0 when none was read)``, and :attr:`TraceDat.stopped_at`
+and :attr:`TraceDat.stop_reason` say where and why reading stopped. Damage in what every
+event needs (the headers, the formats, v7's options with the buffer index, which trace-cmd
+writes after the data) raises even with ``partial=True``: nothing could be read.
 """
 
 from __future__ import annotations
@@ -711,7 +711,7 @@ class TraceDat:
                 f"truncated or corrupt: {exc.reason}; CPU {cd.cpu}"
                 + (f" of buffer {buf.name!r}" if buf.name else "")
                 + " has no events after this point",
-                last,
+                last if last is not None else 0,  # nothing read: lost from the start
                 self.source,
             )
 
