@@ -1,0 +1,140 @@
+"""open_trace(): every input kind recognised by content, one metadata surface for all readers."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import RECORDED, need_shared
+
+from pyrv.sources.detect import RawPagesFile, open_trace, sniff
+from pyrv.sources.errors import TraceError
+from pyrv.sources.events import LostEvents, TraceEvent
+from pyrv.sources.formats import FormatSet
+from pyrv.sources.ftrace_text import TextTraceReader
+from pyrv.sources.ring_buffer import RawTraceDir
+from pyrv.sources.tracedat import TraceDat
+
+TEXT = RECORDED / "ftrace-text" / "sched_trace.txt"
+ZSTD_DAT = RECORDED / "tracedat" / "sched_v7_zstd.dat"
+RAW = RECORDED / "raw"
+
+SURFACE = ("source", "counter_clock", "has_context", "skipped", "dropped_incomplete")
+
+
+def _surface_ok(reader: object) -> None:
+    for name in SURFACE:
+        assert hasattr(reader, name), (type(reader).__name__, name)
+    assert isinstance(reader.source, str)  # type: ignore[attr-defined]
+    assert isinstance(reader.counter_clock, bool)  # type: ignore[attr-defined]
+    assert reader.has_context is True  # type: ignore[attr-defined]
+    assert reader.skipped == [] and reader.dropped_incomplete == 0  # type: ignore[attr-defined]
+
+
+def _names(items) -> list[tuple[int, str]]:
+    return [(e.ts, e.name) for e in items if isinstance(e, TraceEvent)]
+
+
+def test_trace_dat_by_content_whatever_its_name(tmp_path: Path) -> None:
+    renamed = tmp_path / "trace.txt"  # a misleading name
+    shutil.copy(need_shared(ZSTD_DAT), renamed)
+    assert sniff(renamed) == "tracedat"
+    reader, items = open_trace(renamed)
+    assert isinstance(reader, TraceDat)
+    got = list(items)
+    assert len(got) == 4094
+    _surface_ok(reader)
+    assert reader.source == str(renamed)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [
+        (".log", None),
+        (".bin", gzip.compress),
+        (".dat", lzma.compress),
+        ("", bz2.compress),
+        (".txt", "zstd"),
+    ],
+)
+def test_text_plain_and_compressed(tmp_path: Path, suffix: str, compress) -> None:
+    data = need_shared(TEXT).read_bytes()
+    if compress == "zstd":
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(data)
+    elif compress is not None:
+        data = compress(data)
+    path = tmp_path / f"trace{suffix}"
+    path.write_bytes(data)
+    reader, items = open_trace(path)
+    assert isinstance(reader, TextTraceReader)
+    got = list(items)
+    assert len(got) == 4094
+    _surface_ok(reader)
+    assert sniff(path) == ("zstd" if compress == "zstd" else "text")
+
+
+def test_raw_page_directories(tmp_path: Path) -> None:
+    reader, items = open_trace(need_shared(RAW))
+    assert isinstance(reader, RawTraceDir) and sniff(RAW) == "rawdir"
+    assert sum(1 for _ in items) == 1313
+    _surface_ok(reader)
+    reader, items = open_trace(RAW, prefix="lost_")
+    got = list(items)
+    assert any(isinstance(i, LostEvents) and i.count == 903 for i in got)
+    with pytest.raises(TraceError, match="not one of raw trace pages"):
+        open_trace(tmp_path)
+
+
+def test_the_same_trace_in_every_form_reads_the_same(tmp_path: Path) -> None:
+    """The kernel text and the trace.dat files of one buffer give the same events (text has
+    microseconds; the binary forms have all the nanoseconds)."""
+    text = _names(open_trace(need_shared(TEXT))[1])
+    for name in ("sched_v6.dat", "sched_v7_nocomp.dat", "sched_v7_zstd.dat"):
+        binary = _names(open_trace(RECORDED / "tracedat" / name)[1])
+        assert len(binary) == len(text)
+        assert sorted((ts + 500) // 1000 * 1000 for ts, _ in binary) == sorted(ts for ts, _ in text)
+        assert sorted(n for _, n in binary) == sorted(n for _, n in text)
+
+
+def test_lone_raw_pages_file_needs_formats() -> None:
+    lone = need_shared(RAW / "lost_cpu0.raw")
+    assert sniff(lone) == "binary"
+    with pytest.raises(TraceError, match="give its event format files"):
+        open_trace(lone)
+    reader, items = open_trace(lone, formats_dir=RAW)
+    assert isinstance(reader, RawPagesFile) and reader.cpu == 0
+    first = next(items)
+    assert isinstance(first, LostEvents) and first.count == 903
+    _surface_ok(reader)
+    reader, items = open_trace(RAW / "cpu1.raw", formats=FormatSet.load(RAW), cpu=5)
+    assert {e.cpu for e in items} == {5}
+
+
+def test_text_options_pass_through(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text(
+        need_shared(TEXT).read_text().replace("sched_switch: prev_comm", "sched_switch: ???", 1)
+    )
+    with pytest.raises(TraceError):
+        list(open_trace(bad)[1])
+    reader, items = open_trace(bad, skip_bad_lines=True)
+    list(items)
+    assert len(reader.skipped) == 1
+
+
+def test_tracedat_options_pass_through() -> None:
+    path = need_shared(RECORDED / "tracedat" / "lost_events_instance_tfr.dat")
+    reader, items = open_trace(path, buffer="tfr", partial=True)
+    assert reader.buffer == "tfr" and reader.partial
+    assert sum(1 for i in items if isinstance(i, TraceEvent)) == 385
+
+
+def test_missing_input() -> None:
+    with pytest.raises(TraceError, match="cannot open"):
+        open_trace("/nonexistent/trace.dat")
