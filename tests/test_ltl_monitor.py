@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+import re
 from collections.abc import Hashable
 
 import pytest
@@ -432,7 +433,7 @@ def test_idle_tasks_of_each_cpu_are_separate_instances():
     r = small()
     for cpu in (0, 1):
         key = task_key(0, cpu)
-        r.mon.atom_set(key, "swapper/%d" % cpu, 0, "A", True)
+        r.mon.atom_set(key, f"swapper/{cpu}", 0, "A", True)
         r.mon.atom_update(key, f"swapper/{cpu}", 0, "B", False, CTX)
     r.mon.atom_update(task_key(0, 1), "swapper/1", 0, "B", True, CTX)
     assert r.lines()[1] == "swapper/1[0]: violation detected"
@@ -508,7 +509,6 @@ def test_atom_lists_and_the_64_byte_seq_buf():
 
 
 def test_record_lines_json_and_reaction():
-    ev = LTLRecord("event", "sleep", "rtapp", 512, 0b11, 0b1000_0000_0100, 0b10, ("x",) * 12, CTX)
     ev = LTLRecord("event", "sleep", "rtapp", 512, 0b11, 0b1100, 0b10, ("a", "b", "c", "d"), CTX)
     assert ev.payload() == "rtapp[512]: (0-1) x (c,d) -> (1)"
     assert ev.trace_line() == (
@@ -526,16 +526,24 @@ def test_record_lines_json_and_reaction():
 
 
 def test_records_parse_back_with_the_rv_tracepoint_forms():
+    # the trace readers' LTL payload forms (pyrv.sources.tracepoints) read our lines back
     from pyrv.sources import tracepoints
 
-    tp = tracepoints.lookup("rv:event_sleep")
-    if tp is None:
-        pytest.skip("no rv tracepoint forms in the catalogue")
     rec = LTLRecord("event", "sleep", "my worker", 5, 0b101, 0b11, 0, ("a", "b"), CTX)
-    payload = rec.payload()
-    assert any(f.regex.fullmatch(payload) for f in tp.forms if hasattr(f, "regex")) or any(
-        getattr(f, "pattern", None) and f.pattern.fullmatch(payload) for f in tp.forms
+    tp = tracepoints.lookup("rv:event_sleep")
+    assert tp is not None
+    found = [m for f in tp.forms if (m := re.fullmatch(f.pattern, rec.payload()))]
+    assert found and found[0].group("comm", "pid", "states", "atoms", "next") == (
+        "my worker",
+        "5",
+        "0,2",
+        "a,b",
+        "",
     )
+    err = LTLRecord("error", "sleep", "my worker", 5, 0, 0, 0, ("a", "b"), CTX)
+    tp = tracepoints.lookup("rv:error_sleep")
+    assert tp is not None
+    assert any(re.fullmatch(f.pattern, err.payload()) for f in tp.forms)
 
 
 # --------------------------------------------------------------------------- property tests
@@ -740,9 +748,7 @@ def run_monitor(f, initial: dict[str, bool], ops) -> tuple[list, list]:
             mon.atom_pulse(1, "p", 1, atom, v, CTX)
             value[atom] = not v
             letters.append((frozenset(a for a in atoms if value[a]), False))
-    records = [
-        (r.kind, frozenset(a for i, a in enumerate(atoms) if r.atoms >> i & 1)) for r in got
-    ]
+    records = [(r.kind, frozenset(a for i, a in enumerate(atoms) if r.atoms >> i & 1)) for r in got]
     return records, letters
 
 
