@@ -228,9 +228,11 @@ def write_tracedat(
     extra_options: list[tuple[int, bytes]] = (),
     chunk_pages: int = 4,
     page_size: int = 4096,
+    latency: bytes | None = None,
 ) -> None:
     """Write a trace.dat (v6 or v7) holding ``buffers`` (name -> cpu -> raw pages), with the
-    header and format files of ``raw``, laid out as trace-cmd 3.1 lays its files out."""
+    header and format files of ``raw``, laid out as trace-cmd 3.1 lays its files out.
+    ``latency``: a latency-format text buffer instead of pages."""
     meta = _metadata_blocks(order, raw)
     out = bytearray(MAGIC + str(version).encode() + b"\0")
     out += bytes([order == ">", 8]) + _u(order, "I", page_size)
@@ -257,6 +259,10 @@ def write_tracedat(
         for oid, data in extra_options:
             out += option(oid, data)
         out += _u(order, "H", 0)
+        if latency is not None:
+            out += b"latency  \0" + latency
+            path.write_bytes(bytes(out))
+            return
         for name in ["", *[n for n in buffers if n]]:
             if name:
                 out[patches[name] : patches[name] + 8] = _u(order, "Q", len(out))
@@ -299,6 +305,9 @@ def write_tracedat(
     done_at = len(out) + 16 + len(first) + 6
     section(0, first + option(0, _u(order, "Q", 0)), compressed=False)
     buffer_opts = b""
+    if latency is not None:
+        at = section(22, latency)
+        buffer_opts += option(22, _u(order, "Q", at) + b"\0local\0")
     for name, cpus in buffers.items():
         sec = len(out)
         out += _u(order, "HHIQ", 3, int(comp), 0, 0)
@@ -511,3 +520,49 @@ def test_not_a_tracedat(tmp_path: Path) -> None:
 def test_iter_tracedat() -> None:
     items = list(iter_tracedat(need_shared(TRACEDAT / "sched_v7_zstd.dat")))
     assert len(items) == 4094 and items[0].name == "print" and items[0].fields["buf"]
+
+
+@pytest.mark.parametrize(("version", "compression"), [(6, "none"), (7, "zstd"), (7, "none")])
+def test_latency_text_buffers(tmp_path: Path, version: int, compression: str) -> None:
+    """A latency-format file holds the kernel's text, which the text reader reads."""
+    text = (RECORDED / "ftrace-text" / "opt_latency.txt").read_bytes()
+    path = tmp_path / "lat.dat"
+    write_tracedat(path, {}, version=version, compression=compression, latency=text)
+    td = TraceDat(path)
+    assert td.buffers[0].latency
+    items = list(td)
+    expect = list(TextTraceReader(RECORDED / "ftrace-text" / "opt_latency.txt"))
+    assert keys(items) == keys(expect) and len(items) > 10
+    assert td.text_reader is not None and td.text_reader.layout == "latency"
+
+
+@pytest.mark.parametrize("version", [6, 7])
+def test_big_endian_files(tmp_path: Path, version: int) -> None:
+    """A big-endian kernel's file: every number in the file's byte order, pages too."""
+    from test_ring_buffer import PRINT_FORMAT, TEST_FORMAT, PageWriter, kinds_record, print_record
+
+    raw = tmp_path / "raw"
+    (raw / "events").mkdir(parents=True)
+    (raw / "events" / "test__kinds.format").write_text(TEST_FORMAT)
+    (raw / "events" / "ftrace__print.format").write_text(PRINT_FORMAT)
+    for name in ("header_page", "header_event"):
+        (raw / "events" / name).write_bytes(need_shared(RAW / "events" / name).read_bytes())
+    w = PageWriter(">")
+    pages = {
+        0: w.page(100, [w.data(1, kinds_record(">")), w.data(2, print_record(b"hi\n\0", 9, ">"))]),
+        1: w.page(50, [w.data(1, kinds_record(">", pid=16090))], missed=3),
+    }
+    path = tmp_path / "be.dat"
+    write_tracedat(path, {"": pages}, version=version, order=">", raw=raw)
+    td = TraceDat(path)
+    assert td.byteorder == ">" and td.layout.byteorder == ">"
+    items = list(td)
+    assert [(type(i).__name__, i.ts, i.cpu) for i in items] == [
+        ("LostEvents", 50, 1),
+        ("TraceEvent", 51, 1),
+        ("TraceEvent", 101, 0),
+        ("TraceEvent", 103, 0),
+    ]
+    assert items[0].count == 3 and items[1].comm == "final_raw.sh"
+    assert items[2].fields["dyn"] == "dynamic text" and items[2].fields["nums"] == "1, ff, deadbeef"
+    assert items[3].fields == {"ip": 0xFFFFFFFF814AA941, "buf": "hi"}

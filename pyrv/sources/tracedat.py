@@ -154,7 +154,7 @@ class _Chunk:
         if n < 0 or self.pos + n > len(self.data):
             raise self.error(
                 f"needs {n} bytes but only {max(0, len(self.data) - self.pos)} remain"
-                + (" (the file is truncated)" if self.exact else "")
+                + (" (the file is truncated)" if self.base == 0 and self.exact else "")
             )
         out = self.data[self.pos : self.pos + n]
         self.pos += n
@@ -433,7 +433,14 @@ class TraceDat:
                 " bytes): the file is truncated",
                 start,
             )
-        return self._chunk(start, name)
+        return _Chunk(
+            bytes(self._data[start : start + size]),
+            0,
+            name,
+            self.source,
+            self.byteorder,
+            base=start,
+        )
 
     def _read_v7(self, options_offset: int) -> None:
         sections: dict[int, int] = {}
