@@ -76,6 +76,12 @@ class BuchiAutomaton:
     initial: frozenset[int]
     successors: tuple[tuple[int, ...], ...]
     rule: Expr | None = None
+    # derived in __post_init__: bitmaps and compiled labels
+    initial_mask: int = field(init=False, repr=False, compare=False, default=0)
+    successor_masks: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
+    _fns: tuple[Callable[[int], bool], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
     _cache: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,16 +95,12 @@ class BuchiAutomaton:
     def num_states(self) -> int:
         return len(self.labels)
 
-    # declared for type checkers; set in __post_init__
-    initial_mask: int = field(init=False, repr=False, compare=False, default=0)
-    successor_masks: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
-
     def holding(self, valuation: int) -> int:
         """Bitmap of the states whose label holds under ``valuation`` (cached)."""
         got = self._cache.get(valuation)
         if got is None:
             got = 0
-            for s, fn in enumerate(self._fns):  # type: ignore[attr-defined]
+            for s, fn in enumerate(self._fns):
                 if fn(valuation):
                     got |= 1 << s
             if len(self._cache) >= 1 << 16:

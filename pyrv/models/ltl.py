@@ -48,6 +48,7 @@ identity matters: the tableau (:mod:`pyrv.models.buchi`) works on occurrences, a
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -64,7 +65,6 @@ __all__ = [
     "NNF",
     "abbreviate_atoms",
     "available_ltl_models",
-    "evaluate_nnf",
     "load_ltl",
     "load_ltl_model",
     "parse_ltl",
@@ -127,10 +127,6 @@ class Expr:
 def _paren(e: Expr) -> str:
     s = str(e)
     return s if e.op in ("name", *LITERALS) or s.startswith("(") else f"({s})"
-
-
-def name(n: str) -> Expr:
-    return Expr("name", name=n)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -422,6 +418,7 @@ def load_ltl(path: str | os.PathLike[str], name: str | None = None) -> LTLSpec:
     return parse_ltl(p.read_bytes(), source=str(p), name=name or p.stem)
 
 
+@functools.cache
 def _bundled() -> dict[str, object]:
     root = resources.files("pyrv.models").joinpath("files")
     found: dict[str, object] = {}
@@ -522,21 +519,3 @@ def _nnf(e: Expr, neg: bool) -> NNF:
     # De Morgan, and not (P U Q) = not P V not Q
     kind = {"and": "or", "or": "and", "until": "V"}[op] if neg else {"until": "U"}.get(op, op)
     return NNF(kind, (_nnf(left, neg), _nnf(right, neg)))
-
-
-def evaluate_nnf(n: NNF, atoms: dict[str, bool] | set[str]) -> bool:
-    """Truth of a non-temporal NNF formula under a valuation (a set of true atoms or a dict)."""
-    op = n.op
-    if op == "atom":
-        return bool(n.atom in atoms and (atoms[n.atom] if isinstance(atoms, dict) else True))
-    if op == "natom":
-        return not evaluate_nnf(NNF("atom", atom=n.atom), atoms)
-    if op == "true":
-        return True
-    if op == "false":
-        return False
-    if op == "and":
-        return evaluate_nnf(n.args[0], atoms) and evaluate_nnf(n.args[1], atoms)
-    if op == "or":
-        return evaluate_nnf(n.args[0], atoms) or evaluate_nnf(n.args[1], atoms)
-    raise ValueError(f"{n} is temporal: it has no truth value on one letter")
