@@ -307,7 +307,7 @@ class EventDecoder:
     dynamic array points outside it.
     """
 
-    __slots__ = ("format", "name", "system", "min_size", "decode", "tail_newline")
+    __slots__ = ("format", "name", "system", "min_size", "decode")
 
     def __init__(
         self,
@@ -373,15 +373,17 @@ def _compile(
             raw = f"_s_{f.name}(buf, rec)[0]"
         elif f.name in index:
             raw = f"v[{index[f.name]}]"
+        elif f.size != 0:
+            return "None"  # nothing fixed to read (a __data_loc that is not 4 bytes)
         else:
             raw = ""
         if f.data_loc:
             rel = f.offset + f.size if f.type.startswith("__rel_loc") else 0
             data = f"_loc(buf, rec, end, {raw}, {rel})"
-            return _bytes_value(f, data, ns, order, long_size)
+            return _bytes_value(f, data, order, long_size)
         if f.size == 0:  # trailing buf[]: the rest of the record
             data = f"_tail(buf, rec + {f.offset}, end)"
-            return data if f.name in raw_fields else _bytes_value(f, data, ns, order, long_size)
+            return data if f.name in raw_fields else _bytes_value(f, data, order, long_size)
         if f.array_len is not None or _struct_code(f) is None or f.size not in _INT_CODES:
             if f.is_string:
                 return f"_cstr({raw})"
@@ -431,7 +433,7 @@ def _struct_code(f: FormatField) -> str | None:
     return f"{f.size}s"
 
 
-def _bytes_value(f: FormatField, data: str, ns: dict[str, Any], order: str, long_size: int) -> str:
+def _bytes_value(f: FormatField, data: str, order: str, long_size: int) -> str:
     """Expression turning the bytes expression ``data`` into the field's value."""
     if "char" in f.type:
         return f"_cstr({data})"
