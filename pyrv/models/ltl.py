@@ -27,8 +27,9 @@ Where pyrv differs from rvgen, deliberately:
 * a cycle among the definitions ``RULE`` reaches is an error; rvgen recurses forever;
 * a comment on the last line needs no newline (rvgen's grammar demands one);
 * a name used twice is substituted as two independent copies; rvgen shares one sub-tree
-  between the uses (this matters to none of the kernel's files, which use each definition
-  once).
+  between the uses, and its in-place normalisation then appears to negate the shared
+  operands for every use when one use sits under a negation (read from ltl2ba.py, not run;
+  none of the kernel's files uses a definition twice).
 
 As in rvgen, ``RULE`` written *inside* a formula is not a reference to the rule but an atom
 called ``RULE`` (rvgen never puts ``RULE`` in its table of sub-formulas).
