@@ -8,7 +8,9 @@ kernel's raw pages in traces/recorded/raw, and must decode to the same events as
 
 from __future__ import annotations
 
+import contextlib
 import io
+import random
 import re
 import shutil
 import struct
@@ -566,3 +568,25 @@ def test_big_endian_files(tmp_path: Path, version: int) -> None:
     assert items[0].count == 3 and items[1].comm == "final_raw.sh"
     assert items[2].fields["dyn"] == "dynamic text" and items[2].fields["nums"] == "1, ff, deadbeef"
     assert items[3].fields == {"ip": 0xFFFFFFFF814AA941, "buf": "hi"}
+
+
+@pytest.mark.parametrize("name", ["sched_v6.dat", "sched_v7_nocomp.dat", "sched_v7_zstd.dat"])
+def test_random_damage_in_the_data_is_never_a_traceback(tmp_path: Path, name: str) -> None:
+    """Seeded byte flips in the CPU data: a TraceError at worst; with partial=True the
+    options (and so the buffer index) are intact, so reading always completes."""
+    src = need_shared(TRACEDAT / name).read_bytes()
+    first = min(c.offset for c in TraceDat(TRACEDAT / name).buffers[0].cpus)
+    end = max(c.offset + c.size for c in TraceDat(TRACEDAT / name).buffers[0].cpus)
+    rnd = random.Random(name)
+    path = tmp_path / "fuzz.dat"
+    for _ in range(25):
+        data = bytearray(src)
+        for _ in range(rnd.randint(1, 8)):
+            data[rnd.randrange(first, end)] = rnd.randrange(256)
+        path.write_bytes(bytes(data))
+        with contextlib.suppress(TraceError):
+            list(TraceDat(path))
+        td = TraceDat(path, partial=True)
+        items = list(td)
+        marks = [i for i in items if isinstance(i, LostEvents)]
+        assert (td.stopped_at is None) == (not marks)

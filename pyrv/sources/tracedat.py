@@ -67,6 +67,9 @@ from pyrv.sources.ring_buffer import (
 )
 
 MAGIC = b"\x17\x08\x44tracing"
+#: the largest block a compressed section or chunk may claim to decompress to (a corrupt size
+#: must not make the reader allocate gigabytes)
+_MAX_BLOCK = 1 << 28
 
 # option ids (trace-cmd's enum tracecmd_option_id)
 OPT_DONE, OPT_DATE, OPT_CPUSTAT, OPT_BUFFER, OPT_TRACECLOCK, OPT_UNAME, OPT_HOOK = range(7)
@@ -420,6 +423,8 @@ class TraceDat:
                 raise c.error("compressed section in a file whose compression is 'none'", offset)
             csize, usize = c.u32(), c.u32()
             blob = c.take(csize)
+            if usize > _MAX_BLOCK:
+                raise c.error(f"implausible decompressed size {usize}", start)
             try:
                 data = self._decompress(blob, usize)
             except Exception as exc:  # zlib.error, zstandard.ZstdError
@@ -683,6 +688,8 @@ class TraceDat:
             at = c.pos
             csize, usize = c.u32(), c.u32()
             blob = c.take(csize)
+            if usize > _MAX_BLOCK:
+                raise c.error(f"implausible decompressed size {usize}", at)
             try:
                 data = self._decompress(blob, usize)
             except Exception as exc:  # zlib.error, zstandard.ZstdError
