@@ -58,6 +58,7 @@ __all__ = [
     "load_bundled_hybrid",
     "load_hybrid",
     "parse_hybrid",
+    "tick_ns",
 ]
 
 #: CONFIG_HZ of the traced kernel when not told otherwise (Kconfig's default HZ_250).

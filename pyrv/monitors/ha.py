@@ -45,7 +45,7 @@ timer, the last ones supplied to that instance; ``U64_MAX`` when never), all as 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -151,7 +151,7 @@ class HAMonitor(DAMonitor):
         self.values.clear()
         self._heap.clear()
 
-    def reset_instances(self, keys) -> None:  # noqa: ANN001 - same signature as DAMonitor's
+    def reset_instances(self, keys: Iterable[Hashable]) -> None:
         for k in keys:
             self._drop(k)
 
