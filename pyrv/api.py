@@ -1,6 +1,7 @@
 """The Python entry point of the main job: verify traces with the kernel's monitors.
 
-``check()`` wires the three realms together: a source turns a trace into events, the
+``check()`` (recorded traces) and :class:`Verifier` (any stream, the live kernel's too) wire
+the three realms together: a source turns a trace into events, the
 registry enables the chosen monitors exactly as writing ``enabled_monitors`` would, the
 dispatcher feeds each event to the monitors' hooks, and every verdict leaves as a
 :class:`~pyrv.monitors.records.Record` through ``on_record``.
@@ -22,6 +23,7 @@ from pyrv.monitors.hooks import MonitorDef
 from pyrv.monitors.records import Record
 from pyrv.monitors.registry import RV
 from pyrv.sources.continuity import SwitchContinuity, check_time_order
+from pyrv.sources.detect import open_trace
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
 from pyrv.sources.merge import merge_by_time
@@ -55,6 +57,7 @@ class CheckResult:
     gaps: list[LostEvents] = field(default_factory=list)
     skipped_lines: list[tuple[int, str]] = field(default_factory=list)
     dropped_incomplete: int = 0
+    stopped_at: str | None = None  # where reading a damaged input stopped (--partial)
 
     @property
     def violations(self) -> int:
@@ -81,6 +84,7 @@ class CheckOptions:
     on_record: RecordCallback | None = None
     on_gap: GapCallback | None = None
     setup_rv: Callable[[RV], None] | None = None  # e.g. register user reactors
+    partial: bool = False  # a damaged trace.dat: verify what was read before the damage
 
 
 def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
@@ -93,7 +97,8 @@ def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
 def check(
     trace: str | Path | Sequence[str | Path], opts: CheckOptions | None = None
 ) -> CheckResult:
-    """Verify one trace (ftrace text or ``trace-cmd report`` text).
+    """Verify one trace: ftrace text, ``trace-cmd report`` text, a trace.dat, or a directory of
+    raw ring-buffer pages, recognised by content.
 
     A sequence of files is one trace split by CPU (``per_cpu/cpuN/trace``): they are merged
     in time order before the monitors see them.
@@ -104,73 +109,123 @@ def check(
     if not files:
         raise CheckError("no trace given")
     label = ", ".join(str(f) for f in files)
-    formats = _formats(opts.formats_dir)
-    readers = [
-        TextTraceReader(f, formats=formats, skip_bad_lines=opts.skip_bad_lines) for f in files
-    ]
-    # the first item decides the layout: a trace pyrv cannot read fails before any verdict
-    streams = [_peeked(r) for r in readers]
-    reader = readers[0]
-    names, rv = _select(files, opts, defs, assume_present=opts.formats_dir is not None)
+    readers, streams = [], []
+    for f in files:
+        reader, items = open_trace(
+            f,
+            formats_dir=opts.formats_dir,
+            skip_bad_lines=opts.skip_bad_lines,
+            partial=opts.partial,
+        )
+        readers.append(reader)
+        streams.append(_peeked(items))  # a trace pyrv cannot read fails before any verdict
+    names, rv = select_monitors(opts, defs, _presence(files, readers, opts), label)
     if names and not all(r.has_context for r in readers):
         raise CheckError(
             f"{label}: the trace has no context columns (written with the nocontext-info "
             "option): monitors need the task, CPU and time of every event"
         )
-    monitors = [_enabled_monitor(rv, n) for n in names]
-    _require_context_column(monitors, streams, label)
-    result = CheckResult(source=label, monitors=[])
-    dispatcher = Dispatcher(monitors)
-    for mon in monitors:
-        mon.emit_events = opts.emit_events
-        mon.sink = opts.on_record
+    verifier = Verifier(rv, names, opts, label, counter_clock=readers[0].counter_clock)
+    _require_context_column(verifier.monitors, streams, label)
     items: Iterable[TraceItem] = streams[0] if len(streams) == 1 else merge_by_time(streams)
-    items = check_time_order(items)
-    if opts.detect_silent_loss:
-        items = SwitchContinuity().filter(items)
-    started = opts.start_ts is None and opts.start_marker is None
-    for item in _counting(items, result):
-        if isinstance(item, LostEvents):
-            result.gaps.append(item)
-            dispatcher.lost(item)
-            if opts.on_gap is not None:
-                opts.on_gap(item)
-            continue
-        if not started:
-            started = _starts_here(item, opts)
-            if not started:
-                continue
-            for mon in monitors:  # enabling resets every instance
-                mon.reset()
-        dispatcher.counter_clock = reader.counter_clock
-        dispatcher.feed(item)
-    if result.events_read == 0:
-        raise CheckError(f"{label}: no events in the trace: nothing to verify")
-    if not started:
-        what = (
-            f"start marker {opts.start_marker!r} never appears"
-            if opts.start_marker is not None
-            else "the trace ends before the start time"
-        )
-        raise CheckError(f"{label}: {what}: the monitors were never enabled")
-    unseen = _unseen_tracepoints(monitors, dispatcher)
-    if unseen and opts.monitors:
-        raise CheckError("; ".join(_missing_message(n, label, tps) for n, tps in unseen.items()))
-    monitors = [m for m in monitors if m.name not in unseen]
+    result = verifier.run(check_time_order(items))
     result.skipped_lines = [s for r in readers for s in r.skipped]
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
-    result.monitors = [
-        MonitorSummary(
+    for r in readers:
+        stopped = getattr(r, "stopped_at", None)
+        if stopped is not None:
+            result.stopped_at = str(stopped)
+    return result
+
+
+class Verifier:
+    """The enabled monitors of one RV fed from one stream: where events enter and verdicts
+    leave. Used for recorded traces (:func:`check`) and for the running kernel (``pyrv mon``)."""
+
+    def __init__(
+        self, rv: RV, names: list[str], opts: CheckOptions, label: str, counter_clock: bool
+    ) -> None:
+        self.rv, self.opts, self.label = rv, opts, label
+        self.monitors = [_enabled_monitor(rv, n) for n in names]
+        self.dispatcher = Dispatcher(self.monitors, counter_clock=counter_clock)
+        for mon in self.monitors:
+            mon.emit_events = opts.emit_events
+            mon.sink = opts.on_record
+        self.result = CheckResult(source=label, monitors=[])
+
+    def run(self, items: Iterable[TraceItem]) -> CheckResult:
+        """Feed every item, then judge what the stream left unsaid (§ no silent pass)."""
+        opts = self.opts
+        if opts.detect_silent_loss:
+            items = SwitchContinuity().filter(items)
+        started = opts.start_ts is None and opts.start_marker is None
+        for item in _counting(items, self.result):
+            if isinstance(item, LostEvents):
+                self.lost(item)
+                continue
+            if not started:
+                started = _starts_here(item, opts)
+                if not started:
+                    continue
+                for mon in self.monitors:  # enabling resets every instance
+                    mon.reset()
+            self.dispatcher.feed(item)
+        return self.finish(started)
+
+    def lost(self, gap: LostEvents) -> None:
+        self.result.gaps.append(gap)
+        self.dispatcher.lost(gap)
+        if self.opts.on_gap is not None:
+            self.opts.on_gap(gap)
+
+    def finish(self, started: bool = True) -> CheckResult:
+        result, opts, label = self.result, self.opts, self.label
+        if result.events_read == 0:
+            raise CheckError(f"{label}: no events in the trace: nothing to verify")
+        if not started:
+            what = (
+                f"start marker {opts.start_marker!r} never appears"
+                if opts.start_marker is not None
+                else "the trace ends before the start time"
+            )
+            raise CheckError(f"{label}: {what}: the monitors were never enabled")
+        unseen = _unseen_tracepoints(self.monitors, self.dispatcher)
+        if unseen and opts.monitors:
+            raise CheckError(
+                "; ".join(_missing_message(n, label, tps) for n, tps in unseen.items())
+            )
+        result.monitors = [self.summary(m) for m in self.monitors if m.name not in unseen]
+        return result
+
+    def summary(self, m: DAMonitor) -> MonitorSummary:
+        return MonitorSummary(
             m.name,
             m.type.value,
-            dispatcher.hooked[m.name],
+            self.dispatcher.hooked[m.name],
             m.counts["events"],
             len(m.seen),
             m.counts["errors"],
         )
-        for m in monitors
-    ]
-    return result
+
+
+def _presence(files: list[str | Path], readers: list, opts: CheckOptions) -> Callable[[str], bool]:
+    """Which hooked events an input has, asked before any verdict: a byte scan of text files,
+    the event formats of binary ones (a trace.dat or raw pages carry those of what was traced)."""
+    text_files = [f for f, r in zip(files, readers, strict=True) if isinstance(r, TextTraceReader)]
+    binary = [r for r in readers if not isinstance(r, TextTraceReader)]
+    cache: dict[str, bool] = {}
+
+    def present(name: str) -> bool:
+        if name not in cache:
+            if opts.formats_dir is not None:
+                cache[name] = True
+            else:
+                cache[name] = any(r.formats.by_name(name) is not None for r in binary) or any(
+                    events_present(f, [name]) for f in text_files
+                )
+        return cache[name]
+
+    return present
 
 
 def _require_context_column(
@@ -207,9 +262,8 @@ def _unseen_tracepoints(monitors: list[DAMonitor], dispatcher: Dispatcher) -> di
     return out
 
 
-def _peeked(reader: TextTraceReader) -> Iterator[TraceItem]:
-    """The reader's stream with its first item already read (errors surface now)."""
-    stream = iter(reader)
+def _peeked(stream: Iterator[TraceItem]) -> Iterator[TraceItem]:
+    """The stream with its first item already read (errors surface now)."""
     first = next(stream, None)
     return itertools.chain(() if first is None else (first,), stream)
 
@@ -229,48 +283,33 @@ def _starts_here(ev: TraceEvent, opts: CheckOptions) -> bool:
     return False
 
 
-def _formats(formats_dir: str | Path | None):  # noqa: ANN202 - FormatSet or None
-    if formats_dir is None:
-        return None
-    from pyrv.sources.formats import FormatSet
-
-    return FormatSet.load(formats_dir)
-
-
-def _select(
-    files: list[str | Path],
-    opts: CheckOptions,
-    defs: list[MonitorDef],
-    assume_present: bool = False,
+def select_monitors(
+    opts: CheckOptions, defs: list[MonitorDef], present: Callable[[str], bool], where: str
 ) -> tuple[list[str], RV]:
-    """Choose the monitors, size the per-task slots to them, and enable them."""
+    """Choose the monitors, size the per-task slots to them, and enable them in a new RV.
+
+    Requested monitors (containers expand to their children) must have their hooked events
+    (``present(event_name)``); with none requested, every monitor whose events are present.
+    """
     probe = build_rv(defs)
     all_mons = {m.name: m for m in _da_monitors(probe)}
     runnable = {n: m for n, m in all_mons.items() if m.definition and m.definition.hooks}
     requested = opts.monitors
     names = _expand_requested(requested, probe, all_mons) if requested else list(runnable)
-    wanted = {tp for n in names if n in runnable for tp in runnable[n].definition.tracepoints()}
-    bare = {tp.split(":", 1)[-1] for tp in wanted}
-    present = set(bare) if assume_present else set()
-    for f in files:
-        present |= set() if assume_present else events_present(f, bare)
     chosen = []
     for n in names:
         mon = all_mons[n]
         if n not in runnable:
             raise CheckError(_no_hooks_reason(mon))
         missing = [
-            tp
-            for tp in mon.definition.required_tracepoints()
-            if tp.split(":", 1)[-1] not in present
+            tp for tp in mon.definition.required_tracepoints() if not present(tp.split(":", 1)[-1])
         ]
         if missing and opts.monitors:
-            where = ", ".join(str(f) for f in files)
             raise CheckError(_missing_message(n, where, missing))
         if not missing:
             chosen.append(n)
-    slots = max(1, min(8, sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)))
-    rv = build_rv(defs, per_task_slots=max(2, slots) if slots <= 8 else 8)
+    slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
+    rv = build_rv(defs, per_task_slots=min(8, max(2, slots)))
     if opts.setup_rv is not None:
         opts.setup_rv(rv)
     for n in chosen:

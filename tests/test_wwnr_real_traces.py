@@ -127,3 +127,22 @@ def test_text_and_report_of_the_same_buffer_agree():
         check(path, CheckOptions(monitors=["wwnr"], on_record=recs.append))
         verdicts.append([(r.context.ts, r.id, r.state, r.event) for r in recs])
     assert verdicts[0] == verdicts[1]
+
+
+@pytest.mark.parametrize("dat", ["sched_v6.dat", "sched_v7_nocomp.dat", "sched_v7_zstd.dat"])
+def test_trace_dat_verifies_like_its_text(dat):
+    """The .dat files hold the ring buffer that sched_trace.txt shows as text: every record of
+    wwnr (transitions included) is the same; times agree to the text's rounded microsecond."""
+    text = need_shared(RECORDED / "ftrace-text/sched_trace.txt")
+    binary = need_shared(RECORDED / "tracedat" / dat)
+    runs = []
+    for path, to_us in ((text, lambda ns: ns // 1000), (binary, lambda ns: (ns + 500) // 1000)):
+        recs = []
+        check(path, CheckOptions(monitors=["wwnr"], emit_events=True, on_record=recs.append))
+        runs.append(
+            [
+                (to_us(r.context.ts), r.context.cpu, r.id, r.state, r.event, r.next_state)
+                for r in recs
+            ]
+        )
+    assert len(runs[0]) > 3000 and runs[0] == runs[1]

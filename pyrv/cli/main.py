@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         help="enable the monitors at the first trace_marker write containing TEXT",
     )
     c.add_argument(
+        "--partial",
+        action="store_true",
+        help="a truncated or corrupt trace.dat: verify what was read before the damage",
+    )
+    c.add_argument(
         "--merge",
         action="store_true",
         help="the TRACE files are one trace split by CPU (per_cpu/cpuN/trace): merge them in "
@@ -190,6 +195,8 @@ class _Printer:
             return
         w = self.out.write
         w(f"== {res.source}: {res.events_read} events, {len(res.gaps)} gaps")
+        if res.stopped_at:
+            w(f", reading stopped at {res.stopped_at}")
         if res.skipped_lines:
             w(f", {len(res.skipped_lines)} bad lines skipped")
         if res.dropped_incomplete:
@@ -228,6 +235,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             start_ts=None if args.start is None else round(args.start * 1e9),
             start_marker=args.start_marker,
             detect_silent_loss=not args.no_resync,
+            partial=args.partial,
             on_record=out.record,
             on_gap=out.gap,
             setup_rv=(lambda rv: rv.set_printk_kmsg(True)) if args.kmsg else None,
