@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pyrv.api import CheckError, CheckOptions, CheckResult, check
+from pyrv.cli import mon as mon_command
 from pyrv.models.automaton import ModelError
 from pyrv.monitors.catalogue import build_rv, load_monitor_definition
 from pyrv.monitors.hooks import DefinitionError
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         help="do not detect sched_switch records lost without a marker",
     )
     c.set_defaults(run=_cmd_check)
+    mon_command.add_parser(sub).set_defaults(run=mon_command.run)
     ls = sub.add_parser("list", help="list monitors like the kernel's `rv list`")
     ls.add_argument("container", nargs="?", help="only the monitors of this container")
     ls.add_argument(

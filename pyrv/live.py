@@ -1,0 +1,112 @@
+"""Monitoring the running kernel: ``pyrv mon``'s engine, as a Python API.
+
+The kernel's monitors run on the live event stream of pyrv's own tracefs instance
+(:mod:`pyrv.sources.tracefs`, :mod:`pyrv.sources.live`), through the same registry,
+dispatcher and :class:`~pyrv.api.Verifier` as recorded traces: one engine for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+from pyrv.api import (
+    CheckError,
+    CheckOptions,
+    CheckResult,
+    Verifier,
+    monitor_definitions,
+    select_monitors,
+)
+from pyrv.monitors.registry import RV
+from pyrv.sources.live import LiveTrace
+from pyrv.sources.tracefs import Tracefs, TraceInstance
+
+KERNEL = "the running kernel"
+
+
+@dataclass
+class LiveOptions(CheckOptions):
+    """A live run: everything :class:`CheckOptions` says, plus how long and how big."""
+
+    duration: float | None = None  # seconds; None: until stopped (Ctrl-C, SIGTERM)
+    buffer_kb: int = 4096  # per-CPU ring buffer of pyrv's instance
+
+
+def tracepoints_to_enable(rv: RV, names: list[str], tracefs: Tracefs) -> list[str]:
+    """The hooked tracepoints of the chosen monitors that this kernel has (optional ones
+    only where present: they were required before the monitors were chosen)."""
+    wanted: list[str] = []
+    for mon in rv.monitors():
+        if mon.name in names:
+            for tp in mon.definition.tracepoints():  # type: ignore[attr-defined]
+                if tp not in wanted and tracefs.has_event(tp):
+                    wanted.append(tp)
+    return wanted
+
+
+def kernel_presence(tracefs: Tracefs) -> Callable[[str], bool]:
+    """Whether the kernel has a trace event of this name (any system)."""
+    assert tracefs.path is not None
+    events = tracefs.path / "events"
+
+    def present(name: str) -> bool:
+        return any(events.glob(f"*/{name}/format"))
+
+    return present
+
+
+def run_live(
+    opts: LiveOptions,
+    should_stop: Callable[[], bool] | None = None,
+    on_start: Callable[[TraceInstance], None] | None = None,
+) -> CheckResult:
+    """Monitor the running kernel until ``should_stop()``, the duration, or a stop signal."""
+    defs = monitor_definitions(opts)
+    deadline = None if opts.duration is None else time.monotonic() + opts.duration
+    with _stop_on_signals() as stopped, Tracefs() as tracefs:
+        names, rv = select_monitors(opts, defs, kernel_presence(tracefs), KERNEL)
+        if not names:
+            raise CheckError("no monitor can run on this kernel: none has its events here")
+        tps = tracepoints_to_enable(rv, names, tracefs)
+
+        def stop() -> bool:
+            return (
+                stopped()
+                or (deadline is not None and time.monotonic() >= deadline)
+                or (should_stop is not None and should_stop())
+            )
+
+        with TraceInstance(tracefs, tps, buffer_kb=opts.buffer_kb) as inst:
+            if on_start is not None:
+                on_start(inst)
+            live = LiveTrace(inst, stop)
+            verifier = Verifier(rv, names, opts, live.source, counter_clock=False, live=True)
+            # close the stream (its trace_pipe_raw fds) before the instance is removed, even
+            # when a consumer fails (a closed output pipe, a panic reactor)
+            with contextlib.closing(iter(live)) as items:
+                return verifier.run(items)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGINT/SIGTERM/SIGHUP ask for a graceful stop (drain, summary, cleanup); a second one
+    interrupts at once — the ``with`` blocks still remove the instance."""
+    state = {"count": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        state["count"] += 1
+        if state["count"] > 1:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield lambda: state["count"] > 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
