@@ -3,7 +3,8 @@
 Every event of every .dat in shared/traces is compared with what Debian's trace-cmd prints for
 the same file (parsed with pyrv's text reader). Files trace-cmd cannot make here (zlib, extra
 instance buffers, time offsets, big-endian) are written by :func:`write_tracedat` from the
-kernel's raw pages in traces/recorded/raw, and must decode to the same events as those pages.
+kernel's raw pages in traces/recorded/raw by pyrv's writer
+(:mod:`pyrv.sources.tracedat_writer`), and must decode to the same events as those pages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,8 @@ from pyrv.sources.formats import FormatSet
 from pyrv.sources.ftrace_text import TextTraceReader, split_kv
 from pyrv.sources.ring_buffer import BinaryTraceError, RawTraceDir
 from pyrv.sources.tracedat import MAGIC, TraceDat, iter_tracedat
+from pyrv.sources.tracedat_writer import TraceMetadata
+from pyrv.sources.tracedat_writer import write_tracedat as _write_tracedat
 
 TRACEDAT = RECORDED / "tracedat"
 RAW = RECORDED / "raw"
@@ -180,43 +182,7 @@ def _u(order: str, fmt: str, *v: int) -> bytes:
     return struct.pack(order + fmt, *v)
 
 
-def _metadata_blocks(order: str, raw: Path) -> dict[str, bytes]:
-    ev = raw / "events"
-    hp = (ev / "header_page").read_bytes()
-    he = (ev / "header_event").read_bytes()
-    systems: dict[str, list[bytes]] = {}
-    for p in sorted(ev.glob("*.format")):
-        systems.setdefault(p.name.split("__")[0], []).append(p.read_bytes())
-    ftrace = systems.pop("ftrace", [])
-
-    def blobs(items: list[bytes]) -> bytes:
-        return b"".join(_u(order, "Q", len(x)) + x for x in items)
-
-    cmdlines = b"16090 final_raw.sh\n16092 workload.sh\n"
-    return {
-        "headers": b"header_page\0"
-        + _u(order, "Q", len(hp))
-        + hp
-        + b"header_event\0"
-        + _u(order, "Q", len(he))
-        + he,
-        "ftrace": _u(order, "I", len(ftrace)) + blobs(ftrace),
-        "events": _u(order, "I", len(systems))
-        + b"".join(
-            name.encode() + b"\0" + _u(order, "I", len(v)) + blobs(v) for name, v in systems.items()
-        ),
-        "kallsyms": _u(order, "I", 0),
-        "printk": _u(order, "I", 0),
-        "cmdlines": _u(order, "Q", len(cmdlines)) + cmdlines,
-    }
-
-
-def _compress(kind: str, data: bytes) -> bytes:
-    if kind == "zlib":
-        return zlib.compress(data, 9)
-    import zstandard
-
-    return zstandard.ZstdCompressor().compress(data)
+CMDLINES = b"16090 final_raw.sh\n16092 workload.sh\n"
 
 
 def write_tracedat(
@@ -224,122 +190,23 @@ def write_tracedat(
     buffers: dict[str, dict[int, bytes]],
     *,
     version: int = 7,
-    compression: str = "none",
-    order: str = "<",
     raw: Path = RAW,
     extra_options: list[tuple[int, bytes]] = (),
     chunk_pages: int = 4,
-    page_size: int = 4096,
-    latency: bytes | None = None,
+    **kw,
 ) -> None:
-    """Write a trace.dat (v6 or v7) holding ``buffers`` (name -> cpu -> raw pages), with the
-    header and format files of ``raw``, laid out as trace-cmd 3.1 lays its files out.
-    ``latency``: a latency-format text buffer instead of pages."""
-    meta = _metadata_blocks(order, raw)
-    out = bytearray(MAGIC + str(version).encode() + b"\0")
-    out += bytes([order == ">", 8]) + _u(order, "I", page_size)
-
-    def option(oid: int, data: bytes) -> bytes:
-        return _u(order, "HI", oid, len(data)) + data
-
-    def align() -> None:
-        out.extend(b"\0" * (-len(out) % page_size))
-
-    clock = option(4, b"[local] global counter\0")
-    if version == 6:
-        for key in ("headers", "ftrace", "events", "kallsyms", "printk", "cmdlines"):
-            out += meta[key]
-        top = buffers.get("", {})
-        ncpu = max((c + 1 for b in buffers.values() for c in b), default=0)
-        out += _u(order, "I", ncpu) + b"options  \0" + clock
-        patches: dict[str, int] = {}
-        for name in buffers:
-            if name:
-                out += _u(order, "HI", 3, 8 + len(name) + 1)
-                patches[name] = len(out)
-                out += _u(order, "Q", 0) + name.encode() + b"\0"
-        for oid, data in extra_options:
-            out += option(oid, data)
-        out += _u(order, "H", 0)
-        if latency is not None:
-            out += b"latency  \0" + latency
-            path.write_bytes(bytes(out))
-            return
-        for name in ["", *[n for n in buffers if n]]:
-            if name:
-                out[patches[name] : patches[name] + 8] = _u(order, "Q", len(out))
-            out += b"flyrecord\0"
-            table = len(out)
-            out += b"\0" * 16 * ncpu
-            if name == "":
-                out += _u(order, "Q", 7) + b"[local]"
-            for cpu in range(ncpu):
-                data = (top if name == "" else buffers[name]).get(cpu, b"")
-                align()
-                out[table + 16 * cpu : table + 16 * cpu + 16] = _u(order, "QQ", len(out), len(data))
-                out += data
-        path.write_bytes(bytes(out))
-        return
-
-    comp = compression != "none"
-    out += compression.encode() + b"\0" + (b"1.0\0" if comp else b"\0")
-    opt_at = len(out)
-    out += _u(order, "Q", 0)
-
-    def section(sid: int, content: bytes, compressed: bool = comp) -> int:
-        at = len(out)
-        if compressed:
-            blob = _compress(compression, content)
-            body = _u(order, "II", len(blob), len(content)) + blob
-        else:
-            body = content
-        out.extend(_u(order, "HHIQ", sid, int(compressed), 0, len(body)) + body)
-        return at
-
-    offsets = {}
-    for sid, key in enumerate(("headers", "ftrace", "events", "kallsyms", "printk", "cmdlines")):
-        offsets[16 + sid] = section(16 + sid, meta[key])
-    ncpu = max((c + 1 for b in buffers.values() for c in b), default=0)
-    first = b"".join(option(sid, _u(order, "Q", off)) for sid, off in offsets.items())
-    first += clock + option(8, _u(order, "I", ncpu))
-    first += b"".join(option(oid, data) for oid, data in extra_options)
-    out[opt_at : opt_at + 8] = _u(order, "Q", len(out))
-    done_at = len(out) + 16 + len(first) + 6
-    section(0, first + option(0, _u(order, "Q", 0)), compressed=False)
-    buffer_opts = b""
-    if latency is not None:
-        at = section(22, latency)
-        buffer_opts += option(22, _u(order, "Q", at) + b"\0local\0")
-    for name, cpus in buffers.items():
-        sec = len(out)
-        out += _u(order, "HHIQ", 3, int(comp), 0, 0)
-        table = []
-        for cpu in sorted(cpus):
-            align()
-            at = len(out)
-            data = cpus[cpu]
-            if comp:
-                step = page_size * chunk_pages
-                chunks = [data[i : i + step] for i in range(0, len(data), step)]
-                out += _u(order, "I", len(chunks))
-                for ch in chunks:
-                    blob = _compress(compression, ch)
-                    out += _u(order, "II", len(blob), len(ch)) + blob
-            else:
-                out += data
-            table.append(_u(order, "IQQ", cpu, at, len(out) - at))
-        out[sec + 8 : sec + 16] = _u(order, "Q", len(out) - sec - 16)
-        buffer_opts += option(
-            3,
-            _u(order, "Q", sec)
-            + name.encode()
-            + b"\0local\0"
-            + _u(order, "II", page_size, len(table))
-            + b"".join(table),
-        )
-    out[done_at : done_at + 8] = _u(order, "Q", len(out))
-    section(0, buffer_opts + option(0, _u(order, "Q", 0)), compressed=False)
-    path.write_bytes(bytes(out))
+    """pyrv's trace.dat writer with the header and format files of ``raw`` (and two saved
+    cmdlines), v7 and small compressed chunks unless told otherwise."""
+    meta = TraceMetadata.from_raw_dir(raw, cmdlines=CMDLINES)
+    _write_tracedat(
+        path,
+        buffers,
+        meta,
+        version=version,
+        options=list(extra_options),
+        chunk_pages=chunk_pages,
+        **kw,
+    )
 
 
 def raw_pages() -> dict[int, bytes]:
