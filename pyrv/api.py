@@ -85,6 +85,8 @@ class CheckOptions:
     on_gap: GapCallback | None = None
     setup_rv: Callable[[RV], None] | None = None  # e.g. register user reactors
     partial: bool = False  # a damaged trace.dat: verify what was read before the damage
+    params: dict[str, int] = field(default_factory=dict)  # monitor parameters (threshold_jiffies)
+    hz: int | None = None  # the traced kernel's HZ, for models whose clocks count jiffies
 
 
 def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
@@ -165,10 +167,12 @@ class Verifier:
         if opts.detect_silent_loss:
             items = SwitchContinuity().filter(items)
         started = opts.start_ts is None and opts.start_marker is None
+        last_ts = None
         for item in _counting(items, self.result):
             if isinstance(item, LostEvents):
                 self.lost(item)
                 continue
+            last_ts = item.ts
             if not started:
                 started = _starts_here(item, opts)
                 if not started:
@@ -176,6 +180,8 @@ class Verifier:
                 for mon in self.monitors:  # enabling resets every instance
                     mon.reset()
             self.dispatcher.feed(item)
+        if started and last_ts is not None:
+            self.dispatcher.finish(last_ts)
         return self.finish(started)
 
     def lost(self, gap: LostEvents) -> None:
@@ -300,7 +306,7 @@ def select_monitors(
     Requested monitors (containers expand to their children) must have their hooked events
     (``present(event_name)``); with none requested, every monitor whose events are present.
     """
-    probe = build_rv(defs)
+    probe = build_rv(defs, hz=opts.hz, params=opts.params)
     all_mons = {m.name: m for m in _da_monitors(probe)}
     runnable = {n: m for n, m in all_mons.items() if m.definition and m.definition.hooks}
     requested = opts.monitors
@@ -318,7 +324,7 @@ def select_monitors(
         if not missing:
             chosen.append(n)
     slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
-    rv = build_rv(defs, per_task_slots=min(8, max(2, slots)))
+    rv = build_rv(defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params)
     if opts.setup_rv is not None:
         opts.setup_rv(rv)
     for n in chosen:

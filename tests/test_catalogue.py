@@ -19,7 +19,7 @@ def test_available_monitors_in_the_kernels_order():
     # spec §1.1: link order wip, wwnr, sched, sco, snroc, scpd, snep, sts, nrp, sssw, opid;
     # children inserted right after their parent, so siblings appear in reverse order
     rv = build_rv()
-    assert rv.read("available_monitors").decode().split() == ["wip", "wwnr", *SCHED]
+    assert rv.read("available_monitors").decode().split() == ["wip", "wwnr", *SCHED, "stall"]
 
 
 def test_descriptions_and_types_are_the_kernels():
@@ -35,6 +35,7 @@ def test_descriptions_and_types_are_the_kernels():
         "nrp": ("need resched preempts.", MonitorType.PER_TASK),
         "sssw": ("set state sleep and wakeup.", MonitorType.PER_TASK),
         "opid": ("operations with preemption and irq disabled.", MonitorType.PER_CPU),
+        "stall": ("identify tasks stalled for longer than a threshold.", MonitorType.PER_TASK),
     }
     defs = kernel_definitions()
     assert {n: (d.description, d.type) for n, d in defs.items()} == expected

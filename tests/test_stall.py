@@ -197,9 +197,31 @@ def test_switched_in_while_asleep_is_a_da_error():
 def test_timer_context_from_the_factory():
     mon, out, _ = build(1)
     mon.timer_context = lambda ts, cpu: Context(ts, cpu, 0, "<idle>")
-    run(mon, [switch(0, 42, "S", 7, cpu=1), wakeup(1 * MS, 42, cpu=1), wakeup(9 * MS, 5)])
+    mon.advance_time(0)
+    mon.handle(
+        Entry.START,
+        42,
+        mon.model.events.index("sched_switch_wait"),
+        Context(0, 1, 42, "t42"),
+    )
+    mon.handle(
+        Entry.HANDLE,
+        42,
+        mon.model.events.index("sched_wakeup"),
+        Context(1 * MS, 1, 7, "t7"),
+    )
+    mon.finish(9 * MS)
     assert out[-1].trace_line() == (
         "          <idle>-0       [001]     0.005000: error_env_stall: 42: event none not "
+        "expected in the state enqueued with env clk=1"
+    )
+
+
+def test_the_dispatcher_stamps_a_timer_with_the_task_running_on_its_cpu():
+    mon, out, _ = build(1)
+    run(mon, [switch(0, 42, "S", 7, cpu=1), wakeup(1 * MS, 42, waker=7, cpu=1), wakeup(9 * MS, 5)])
+    assert out[-1].trace_line() == (
+        "              t7-7       [001]     0.005000: error_env_stall: 42: event none not "
         "expected in the state enqueued with env clk=1"
     )
 
@@ -313,3 +335,21 @@ def test_default_threshold_finds_no_stall_in_the_recorded_trace():
     mon, out, _ = build(1000)
     run(mon, list(events))
     assert not any(isinstance(r, EnvRecord) for r in out)
+
+
+@pytest.mark.parametrize("path", TRACES[1:], ids=lambda p: p.parent.name)
+def test_pyrv_check_runs_stall_with_its_parameters(path: Path):
+    """The same verdicts through the registry, the catalogue and the CLI's options."""
+    from pyrv.api import CheckOptions, check
+
+    events = trace_events(path)
+    stalls, impossible = reference(events, 1 * (10**9 // 1000))
+    out: list[Record] = []
+    res = check(
+        path,
+        CheckOptions(
+            monitors=["stall"], params={"threshold_jiffies": 1}, hz=1000, on_record=out.append
+        ),
+    )
+    assert {(r.id, r.context.ts) for r in out if isinstance(r, EnvRecord)} == stalls
+    assert res.monitors[0].violations == len(stalls) + len(impossible)

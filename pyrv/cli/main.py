@@ -116,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
         help="enable the monitors at the first trace_marker write containing TEXT",
     )
     c.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a monitor parameter, e.g. threshold_jiffies=250 for stall",
+    )
+    c.add_argument(
+        "--hz",
+        type=int,
+        metavar="HZ",
+        help="the traced kernel's HZ, for monitors whose clocks count jiffies (default 250)",
+    )
+    c.add_argument(
         "--partial",
         action="store_true",
         help="a truncated or corrupt trace.dat: verify what was read before the damage",
@@ -222,6 +235,16 @@ class _Printer:
         self.out.write(json.dumps(obj, sort_keys=True) + "\n")
 
 
+def _params(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.lstrip("-").isdigit():
+            raise SystemExit(f"pyrv check: --param {item!r}: expected NAME=INTEGER")
+        out[name] = int(value)
+    return out
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     out = _Printer(sys.stdout, args.json)
     traces = args.traces or [str(bundled_trace())]
@@ -238,6 +261,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             start_marker=args.start_marker,
             detect_silent_loss=not args.no_resync,
             partial=args.partial,
+            params=_params(args.param),
+            hz=args.hz,
             on_record=out.record,
             on_gap=out.gap,
             setup_rv=(lambda rv: rv.set_printk_kmsg(True)) if args.kmsg else None,

@@ -30,6 +30,7 @@ KERNEL_ORDER = (
     "nrp",
     "sssw",
     "opid",
+    "stall",
 )
 CONTAINERS = {"sched": "container for several scheduler monitor specifications."}
 
@@ -67,16 +68,36 @@ def kernel_definitions() -> dict[str, MonitorDef]:
     }
 
 
-def build_monitor(defn: MonitorDef) -> DAMonitor:
+def build_monitor(
+    defn: MonitorDef, hz: int | None = None, params: dict[str, int] | None = None
+) -> DAMonitor:
+    """The engine a definition needs: a hybrid automaton for a model with clocks, guards or
+    invariants (stall), the plain DA engine otherwise."""
+    if _is_hybrid(defn):
+        from pyrv.monitors.ha import DEFAULT_HZ, build_ha_monitor
+
+        known = {k: v for k, v in (params or {}).items() if k in defn.params}
+        return build_ha_monitor(defn, params=known, hz=hz or DEFAULT_HZ)
     mon = DAMonitor(defn.name, defn.description, defn.model, defn.type)
     mon.definition = defn
     return mon
+
+
+def _is_hybrid(defn: MonitorDef) -> bool:
+    from pyrv.models.dot import load_dot_model
+    from pyrv.models.library import available_models, model_path
+
+    if defn.model.name not in available_models():
+        return False
+    return load_dot_model(model_path(defn.model.name)).is_hybrid
 
 
 def build_rv(
     definitions: Iterable[MonitorDef] | None = None,
     per_task_slots: int = 2,
     rv_factory: Callable[[int], RV] | None = None,
+    hz: int | None = None,
+    params: dict[str, int] | None = None,
 ) -> RV:
     """An RV registry holding the kernel's monitors (or ``definitions``, which replace built-ins
     of the same name and add new ones after them), registered in kernel order."""
@@ -98,5 +119,5 @@ def build_rv(
                 containers[d.container] = Container(d.container, f"container {d.container}.")
                 rv.register_monitor(containers[d.container])
             parent = containers[d.container]
-        rv.register_monitor(build_monitor(d), parent)
+        rv.register_monitor(build_monitor(d, hz, params), parent)
     return rv

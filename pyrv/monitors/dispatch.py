@@ -26,11 +26,22 @@ class Dispatcher:
         for mon in self.monitors:
             for hook in mon.definition.hooks:
                 self.by_event[hook.event_name].append((mon, hook))
+        #: monitors with clocks (hybrid automata): trace time drives their timers
+        self.timed = [m for m in self.monitors if hasattr(m, "advance_time")]
+        self._current: dict[int, tuple[int, str]] = {}  # cpu -> task last seen running there
         self.hooked = {m.name: 0 for m in self.monitors}  # trace events that reached a hook
         self.seen_events: set[str] = set()  # hooked event names that occurred at all
 
     def feed(self, ev: TraceEvent) -> None:
-        """Run every hook of ``ev``'s tracepoint."""
+        """Run every hook of ``ev``'s tracepoint (first, let time pass for timed monitors: a
+        deadline that expired before this event fires before it, as the kernel's timer did)."""
+        if self.timed:
+            if ev.name == "sched_switch" and isinstance(ev.fields.get("next_pid"), int):
+                self._current[ev.cpu] = (ev.fields["next_pid"], str(ev.fields.get("next_comm")))
+            else:
+                self._current[ev.cpu] = (ev.pid, ev.comm)
+            for mon in self.timed:
+                mon.advance_time(ev.ts, self._timer_context)  # type: ignore[attr-defined]
         hooks = self.by_event.get(ev.name)
         if not hooks:
             return
@@ -53,6 +64,16 @@ class Dispatcher:
                 counted.add(mon.name)
                 self.hooked[mon.name] += 1
             mon.handle(hook.entry, key, hook.model_event, ctx)
+
+    def finish(self, ts_end: int) -> None:
+        """The input ends at ``ts_end``: invariants whose deadline has come are violated."""
+        for mon in self.timed:
+            mon.finish(ts_end, self._timer_context)  # type: ignore[attr-defined]
+
+    def _timer_context(self, ts: int, cpu: int) -> Context:
+        """A timer fires on the CPU that armed it, in the context of whatever runs there."""
+        pid, comm = self._current.get(cpu, (-1, "<...>"))
+        return Context(ts, cpu, pid, comm, self.counter_clock)
 
     def lost(self, gap: LostEvents) -> None:
         """Reset the instances a gap may have made stale (as ``monitoring_on`` 0->1 would)."""

@@ -40,7 +40,7 @@ COMMON_FIELDS = tuple(COMMON_TYPES)
 _TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
 _HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event", "optional"}
-_MONITOR_KEYS = {"name", "description", "type", "model", "container"}
+_MONITOR_KEYS = {"name", "description", "type", "model", "container", "params"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _PID_FIELD = re.compile(r"(^|_)(pid|tid)$")
 _CPU_FIELD = re.compile(r"(^|_)cpu(_id)?$")
@@ -85,6 +85,8 @@ class MonitorDef:
     hooks: list[Hook] = field(default_factory=list)
     declared_events: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = ""
+    #: values of a hybrid model's named constants (the kernel's module parameters)
+    params: dict[str, int] = field(default_factory=dict)
 
     def tracepoints(self) -> list[str]:
         """The tracepoints this monitor hooks, in table order, without repeats."""
@@ -174,6 +176,7 @@ def parse_definition(
         hooks=hooks,
         declared_events=declared,
         source=source,
+        params=_params(mon.get("params", {}), source, locate.key_line("monitor", 0, "params")),
     )
 
 
@@ -248,6 +251,15 @@ def _hook(
         model_event_name=ev,
         line=line_of(None),
     )
+
+
+def _params(value: Any, source: str, line: int | None) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise DefinitionError(source, line, "params must be a table of integers: { name = 1000 }")
+    return dict(value)
 
 
 def _optional(row: dict[str, Any], source: str, line: int | None, where: str) -> bool:
