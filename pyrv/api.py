@@ -391,7 +391,8 @@ def _write(rv: RV, path: str, value: str) -> None:
 
 
 def _da_monitors(rv: RV) -> list[DAMonitor]:
-    return [m for m in rv.monitors() if isinstance(m, DAMonitor)]
+    """The runnable monitors (DA, HA, LTL): everything registered but the containers."""
+    return [m for m in rv.monitors() if getattr(m, "definition", None) is not None]
 
 
 def _enabled_monitor(rv: RV, name: str) -> DAMonitor:

@@ -19,7 +19,16 @@ def test_available_monitors_in_the_kernels_order():
     # spec §1.1: link order wip, wwnr, sched, sco, snroc, scpd, snep, sts, nrp, sssw, opid;
     # children inserted right after their parent, so siblings appear in reverse order
     rv = build_rv()
-    assert rv.read("available_monitors").decode().split() == ["wip", "wwnr", *SCHED, "stall"]
+    assert rv.read("available_monitors").decode().split() == [
+        "wip",
+        "wwnr",
+        *SCHED,
+        "rtapp",
+        "rtapp:wakeup",
+        "rtapp:sleep",
+        "rtapp:pagefault",
+        "stall",
+    ]
 
 
 def test_descriptions_and_types_are_the_kernels():
@@ -36,6 +45,13 @@ def test_descriptions_and_types_are_the_kernels():
         "sssw": ("set state sleep and wakeup.", MonitorType.PER_TASK),
         "opid": ("operations with preemption and irq disabled.", MonitorType.PER_CPU),
         "stall": ("identify tasks stalled for longer than a threshold.", MonitorType.PER_TASK),
+        # §4.13-§4.15
+        "pagefault": ("Monitor that RT tasks do not raise page faults", MonitorType.PER_TASK),
+        "sleep": ("Monitor that RT tasks do not undesirably sleep", MonitorType.PER_TASK),
+        "wakeup": (
+            "Monitor that real-time tasks are not woken by lower-priority tasks",
+            MonitorType.PER_TASK,
+        ),
     }
     defs = kernel_definitions()
     assert {n: (d.description, d.type) for n, d in defs.items()} == expected

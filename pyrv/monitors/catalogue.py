@@ -26,13 +26,20 @@ KERNEL_ORDER = (
     "snroc",
     "scpd",
     "snep",
+    "rtapp",
+    "pagefault",
+    "sleep",
     "sts",
     "nrp",
     "sssw",
     "opid",
     "stall",
+    "wakeup",
 )
-CONTAINERS = {"sched": "container for several scheduler monitor specifications."}
+CONTAINERS = {
+    "sched": "container for several scheduler monitor specifications.",
+    "rtapp": "Collection of monitors for detecting problems with real-time applications",
+}
 
 
 def _fields_of(tracepoint: str) -> tuple[str, dict[str, type]] | None:
@@ -70,9 +77,11 @@ def kernel_definitions() -> dict[str, MonitorDef]:
 
 def build_monitor(
     defn: MonitorDef, hz: int | None = None, params: dict[str, int] | None = None
-) -> DAMonitor:
-    """The engine a definition needs: a hybrid automaton for a model with clocks, guards or
-    invariants (stall), the plain DA engine otherwise."""
+) -> Monitor:
+    """The engine a definition needs: the LTL engine for a rule file (rtapp), a hybrid
+    automaton for a model with clocks, guards or invariants (stall), the DA engine otherwise."""
+    if defn.ltl is not None:
+        return _build_ltl(defn)
     if _is_hybrid(defn):
         from pyrv.monitors.ha import DEFAULT_HZ, build_ha_monitor
 
@@ -83,7 +92,28 @@ def build_monitor(
     return mon
 
 
+def _build_ltl(defn: MonitorDef) -> Monitor:
+    from pyrv.models.buchi import build_buchi
+    from pyrv.monitors.da import MonitorType
+    from pyrv.monitors.ltl import LTLMonitor
+
+    assert defn.ltl is not None
+    mon = LTLMonitor(
+        defn.name,
+        defn.description,
+        build_buchi(defn.ltl, name=defn.name),
+        init=defn.ltl_init,
+        fetch=defn.ltl_fetch,
+    )
+    mon.definition = defn  # type: ignore[attr-defined]
+    mon.type = MonitorType.PER_TASK  # type: ignore[attr-defined]
+    mon.seen = set()  # type: ignore[attr-defined]
+    return mon
+
+
 def _is_hybrid(defn: MonitorDef) -> bool:
+    if defn.model is None:
+        return False
     from pyrv.models.dot import load_dot_model
     from pyrv.models.library import available_models, model_path
 

@@ -11,7 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from pyrv.monitors.da import DAMonitor, MonitorType, task_key
-from pyrv.monitors.hooks import CURRENT, Hook
+from pyrv.monitors.facts import TaskFacts
+from pyrv.monitors.hooks import CURRENT, DERIVED_FIELDS, Hook
+from pyrv.monitors.ltl import LTLMonitor
 from pyrv.monitors.records import Context
 from pyrv.sources.events import LostEvents, TraceEvent
 
@@ -31,6 +33,16 @@ class Dispatcher:
         self._current: dict[int, tuple[int, str]] = {}  # cpu -> task last seen running there
         self.hooked = {m.name: 0 for m in self.monitors}  # trace events that reached a hook
         self.seen_events: set[str] = set()  # hooked event names that occurred at all
+        #: what the trace says of tasks (priorities, kernel threads): LTL facts, common_prio
+        self.facts = TaskFacts()
+        self.learn = any(isinstance(m, LTLMonitor) for m in self.monitors) or any(
+            "common_prio" in (h.when_text or "")
+            for pairs in self.by_event.values()
+            for _, h in pairs
+        )
+        for mon in self.monitors:
+            if isinstance(mon, LTLMonitor):
+                mon.facts = self.facts.fact
 
     def feed(self, ev: TraceEvent) -> None:
         """Run every hook of ``ev``'s tracepoint (first, let time pass for timed monitors: a
@@ -42,6 +54,8 @@ class Dispatcher:
                 self._current[ev.cpu] = (ev.pid, ev.comm)
             for mon in self.timed:
                 mon.advance_time(ev.ts, self._timer_context)  # type: ignore[attr-defined]
+        if self.learn:
+            self.facts.learn(ev)
         hooks = self.by_event.get(ev.name)
         if not hooks:
             return
@@ -52,10 +66,13 @@ class Dispatcher:
             hooks = [(m, h) for m, h in hooks if h.tracepoint.startswith(ev.system + ":")]
         ctx = Context(ev.ts, ev.cpu, ev.pid, ev.comm, self.counter_clock)
         counted: set[str] = set()
+        values: dict[str, object] | None = None
         for mon, hook in hooks:
-            if hook.when is not None:
-                values = _with_common(ev) if hook.uses_common else ev.fields
-                if not hook.when(values):
+            if hook.when is not None or hook.action is not None:
+                if values is None:
+                    needs = hook.uses_common or hook.tracepoint in DERIVED_FIELDS
+                    values = self._with_common(ev) if needs else ev.fields
+                if hook.when is not None and not hook.when(values):
                     continue
             key = _instance_key(mon.type, hook, ev)
             if key is None:
@@ -63,7 +80,46 @@ class Dispatcher:
             if mon.name not in counted:
                 counted.add(mon.name)
                 self.hooked[mon.name] += 1
-            mon.handle(hook.entry, key, hook.model_event, ctx)
+            if hook.action is not None:
+                self._ltl(mon, hook, key, ev, values or ev.fields, ctx)  # type: ignore[arg-type]
+            else:
+                mon.handle(hook.entry, key, hook.model_event, ctx)
+
+    def _ltl(
+        self,
+        mon: LTLMonitor,
+        hook: Hook,
+        key: object,
+        ev: TraceEvent,
+        values: dict[str, object],
+        ctx: Context,
+    ) -> None:
+        """An LTL hook: create the task's instance, or set/update/pulse one of its atoms."""
+        mon.seen.add(key)  # type: ignore[attr-defined]
+        if hook.target == CURRENT:
+            pid, comm = ev.pid, ev.comm
+        else:
+            pid = ev.fields[hook.target]  # type: ignore[index,assignment]
+            comm = self.facts.comm_of(pid)  # type: ignore[arg-type]
+        if hook.action == "create":
+            mon.task_created(key, comm, pid)  # type: ignore[arg-type]
+            return
+        value = hook.value if isinstance(hook.value, bool) else bool(hook.value(values))  # type: ignore[misc]
+        if hook.action == "set":
+            mon.atom_set(key, comm, pid, hook.atom, value)  # type: ignore[arg-type]
+        elif hook.action == "update":
+            mon.atom_update(key, comm, pid, hook.atom, value, ctx)  # type: ignore[arg-type]
+        else:
+            mon.atom_pulse(key, comm, pid, hook.atom, value, ctx)  # type: ignore[arg-type]
+
+    def _with_common(self, ev: TraceEvent) -> dict[str, object]:
+        values = _with_common(ev)
+        prio = self.facts.prio_of(ev.pid, ev.cpu)
+        if prio is not None:
+            values["common_prio"] = prio
+        if ev.name == "sys_enter":
+            values.update(_syscall_args(ev.fields.get("args")))
+        return values
 
     def finish(self, ts_end: int) -> None:
         """The input ends at ``ts_end``: invariants whose deadline has come are violated."""
@@ -78,7 +134,13 @@ class Dispatcher:
     def lost(self, gap: LostEvents) -> None:
         """Reset the instances a gap may have made stale (as ``monitoring_on`` 0->1 would)."""
         for mon in self.monitors:
-            if mon.type is MonitorType.PER_TASK:
+            if isinstance(mon, LTLMonitor):  # an LTL monitor has no reset callback of its own
+                if gap.pids is None:
+                    mon.instances.clear()
+                else:
+                    cpu = gap.cpu if gap.cpu is not None else 0
+                    mon.reset_instances(task_key(p, cpu) for p in gap.pids)
+            elif mon.type is MonitorType.PER_TASK:
                 if gap.pids is None:
                     mon.reset()
                 else:
@@ -98,6 +160,19 @@ def _with_common(ev: TraceEvent) -> dict[str, object]:
     if ev.flags:
         values.update(context_of(ev.flags))
     return values
+
+
+def _syscall_args(args: object) -> dict[str, int]:
+    """``sys_enter``'s ``args`` as printed (``ffffff9c, 7f91..., 0``) as arg0..arg5."""
+    if isinstance(args, str):
+        out = {}
+        for i, text in enumerate(args.split(",")[:6]):
+            try:
+                out[f"arg{i}"] = int(text.strip(), 16)
+            except ValueError:
+                break
+        return out
+    return {}
 
 
 def context_of(flags: str) -> dict[str, int]:

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pyrv.models.automaton import Automaton, ModelError
+from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
 from pyrv.monitors.conditions import ConditionError, Predicate, compile_condition
 from pyrv.monitors.da import Entry, MonitorType
+from pyrv.monitors.ltl import RTAPP, AtomInit, CommPrefix
 
 #: Fields every event has besides its own: the context of the task that hit the tracepoint.
 COMMON_TYPES: dict[str, type] = {
@@ -36,10 +38,21 @@ CONTEXT_TYPES: dict[str, type] = {
     "common_preempt_depth": int,
 }
 COMMON_TYPES.update(CONTEXT_TYPES)
+#: the prio the trace last showed for the task in context (the waker, for sched_waking)
+COMMON_TYPES["common_prio"] = int
+#: fields pyrv derives from an event's own: syscall arguments as numbers
+DERIVED_FIELDS: dict[str, dict[str, type]] = {
+    "raw_syscalls:sys_enter": {f"arg{i}": int for i in range(6)},
+}
 COMMON_FIELDS = tuple(COMMON_TYPES)
 _TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
 _HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event", "optional"}
+_LTL_HOOK_KEYS = {"tracepoint", "task", "when", "action", "atom", "value", "optional"}
+#: what an LTL hook does to an atom (include/rv/ltl_monitor.h), or "create" (task_newtask)
+LTL_ACTIONS = ("update", "pulse", "set", "create")
+#: facts a dispatcher derives from the trace for LTL ``fetch`` atoms
+FACTS = ("rt", "kthread")
 _MONITOR_KEYS = {"name", "description", "type", "model", "container", "params"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _PID_FIELD = re.compile(r"(^|_)(pid|tid)$")
@@ -71,6 +84,10 @@ class Hook:
     model_event: int
     model_event_name: str
     line: int | None
+    # LTL hooks (model_event is -1): what to do to which atom, with which value
+    action: str | None = None
+    atom: str | None = None
+    value: bool | Predicate | None = None
 
 
 @dataclass
@@ -80,13 +97,16 @@ class MonitorDef:
     name: str
     description: str
     type: MonitorType
-    model: Automaton
+    model: Automaton | None  # None for an LTL monitor (its model is ``ltl``)
     container: str | None
     hooks: list[Hook] = field(default_factory=list)
     declared_events: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = ""
     #: values of a hybrid model's named constants (the kernel's module parameters)
     params: dict[str, int] = field(default_factory=dict)
+    ltl: LTLSpec | None = None  # the rule file of an LTL monitor
+    ltl_init: AtomInit | None = None  # its ltl_atoms_init() as data
+    ltl_fetch: dict[str, str] = field(default_factory=dict)  # atom -> fact, re-read each update
 
     def tracepoints(self) -> list[str]:
         """The tracepoints this monitor hooks, in table order, without repeats."""
@@ -147,7 +167,11 @@ def parse_definition(
             f"monitor name {name!r} must be an identifier of at most 31 characters",
         )
     mtype = _monitor_type(mon.get("type"), source, locate.key_line("monitor", 0, "type"))
-    model = _model(mon, source, base_dir, load_model, locate.key_line("monitor", 0, "model"))
+    model_line = locate.key_line("monitor", 0, "model")
+    ltl = _ltl_model(mon, source, base_dir, model_line)
+    model = None if ltl else _model(mon, source, base_dir, load_model, model_line)
+    if ltl is not None and mtype is not MonitorType.PER_TASK:
+        raise DefinitionError(source, model_line, "LTL monitors are per_task only (as in rvgen)")
     declared = _declared_events(data.get("events", {}), source)
 
     def lookup(tp: str) -> tuple[str, dict[str, type | None]] | None:
@@ -166,7 +190,14 @@ def parse_definition(
     rows = data.get("hooks", [])
     if not isinstance(rows, list):
         raise DefinitionError(source, None, "hooks must be an array of tables ([[hooks]])")
-    hooks = [_hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)]
+    if ltl is not None:
+        hooks = [_ltl_hook(row, i, ltl, lookup, source, locate) for i, row in enumerate(rows)]
+    else:
+        hooks = [_hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)]
+    init, fetch = _ltl_tables(data, ltl, name, source, locate) if ltl else (None, {})
+    for key in ("init", "fetch"):
+        if key in data and ltl is None:
+            raise DefinitionError(source, locate.key_line(key, 0, None), f"[{key}] is for LTL")
     return MonitorDef(
         name=name,
         description=str(mon.get("description", "")),
@@ -177,6 +208,9 @@ def parse_definition(
         declared_events=declared,
         source=source,
         params=_params(mon.get("params", {}), source, locate.key_line("monitor", 0, "params")),
+        ltl=ltl,
+        ltl_init=init,
+        ltl_fetch=fetch,
     )
 
 
@@ -205,6 +239,7 @@ def _hook(
             f'{where}: unknown tracepoint {tp!r} (declare it under [events."system:name"])',
         )
     full, fields = found
+    fields = {**fields, **DERIVED_FIELDS.get(full, {})}
     target = _target(row, mtype, fields, source, line_of, where)
     when_text = row.get("when")
     predicate = None
@@ -251,6 +286,173 @@ def _hook(
         model_event_name=ev,
         line=line_of(None),
     )
+
+
+def _ltl_model(
+    mon: dict[str, Any], source: str, base_dir: Path, line: int | None
+) -> LTLSpec | None:
+    """The rule file an LTL monitor names: a ``.ltl`` beside the definition, or bundled."""
+    ref = mon.get("model")
+    if not isinstance(ref, str):
+        return None
+    if ref.endswith(".ltl"):
+        path = base_dir / ref
+        if not path.is_file():
+            raise DefinitionError(source, line, f"model file {str(path)!r} does not exist")
+        return load_ltl(path)
+    try:
+        return load_ltl_model(ref)
+    except KeyError:
+        return None
+
+
+def _ltl_hook(
+    row: Any,
+    index: int,
+    spec: LTLSpec,
+    lookup: Callable[[str], tuple[str, dict[str, type | None]] | None],
+    source: str,
+    locate: _Locator,
+) -> Hook:
+    """A hook of an LTL monitor: ``action`` on ``atom`` of the target task, with ``value``
+    (true/false, or a condition over the event's fields)."""
+
+    def line_of(key: str | None) -> int | None:
+        return locate.key_line("hooks", index, key)
+
+    where = f"hook #{index + 1}"
+    if not isinstance(row, dict):
+        raise DefinitionError(source, line_of(None), f"{where} is not a table")
+    _reject_unknown(row, _LTL_HOOK_KEYS, source, line_of(None), where)
+    tp = _required_str(row, "tracepoint", source, line_of("tracepoint"), where)
+    found = lookup(tp)
+    if found is None:
+        raise DefinitionError(
+            source,
+            line_of("tracepoint"),
+            f'{where}: unknown tracepoint {tp!r} (declare it under [events."system:name"])',
+        )
+    full, fields = found
+    fields = {**fields, **DERIVED_FIELDS.get(full, {})}
+    target = _target(row, MonitorType.PER_TASK, fields, source, line_of, where)
+    when, when_text, uses_common, uses_context = _when(row, fields, source, line_of, where)
+    action = row.get("action")
+    if action not in LTL_ACTIONS:
+        raise DefinitionError(
+            source, line_of("action"), f"{where}: action must be one of {', '.join(LTL_ACTIONS)}"
+        )
+    atom = row.get("atom")
+    if action == "create":
+        if atom is not None:
+            raise DefinitionError(source, line_of("atom"), f"{where}: create takes no atom")
+    elif atom not in spec.atoms:
+        raise DefinitionError(
+            source,
+            line_of("atom"),
+            f"{where}: {atom!r} is not an atom of {spec.name} (atoms: {', '.join(spec.atoms)})",
+        )
+    value: bool | Predicate | None = None
+    if action != "create":
+        raw = row.get("value", True)
+        if isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str):
+            value = _compile(raw, {**fields, **COMMON_TYPES}, source, line_of("value"), where)
+            uses_common = uses_common or any(c in raw for c in COMMON_FIELDS)
+            uses_context = uses_context or any(c in raw for c in CONTEXT_TYPES)
+        else:
+            raise DefinitionError(
+                source, line_of("value"), f"{where}: value must be true, false or a condition"
+            )
+    return Hook(
+        tracepoint=full,
+        event_name=full.split(":", 1)[-1],
+        target=target,
+        when=when,
+        when_text=when_text,
+        uses_common=uses_common,
+        uses_context=uses_context,
+        optional=_optional(row, source, line_of("optional"), where),
+        entry=Entry.HANDLE,
+        model_event=-1,
+        model_event_name=action if atom is None else f"{action} {atom}",
+        line=line_of(None),
+        action=action,
+        atom=atom,
+        value=value,
+    )
+
+
+def _when(
+    row: dict[str, Any],
+    fields: dict[str, type | None],
+    source: str,
+    line_of: Callable[[str | None], int | None],
+    where: str,
+) -> tuple[Predicate | None, str | None, bool, bool]:
+    text = row.get("when")
+    if text is None:
+        return None, None, False, False
+    if not isinstance(text, str):
+        raise DefinitionError(source, line_of("when"), f"{where}: when must be a string")
+    pred = _compile(text, {**fields, **COMMON_TYPES}, source, line_of("when"), where)
+    return (
+        pred,
+        text,
+        any(c in text for c in COMMON_FIELDS),
+        any(c in text for c in CONTEXT_TYPES),
+    )
+
+
+def _compile(
+    text: str, fields: dict[str, type | None], source: str, line: int | None, where: str
+) -> Predicate:
+    try:
+        return compile_condition(text, fields)
+    except ConditionError as exc:
+        raise DefinitionError(source, line, f"{where}: condition {text!r}: {exc}") from None
+
+
+def _ltl_tables(
+    data: dict[str, Any], spec: LTLSpec, name: str, source: str, locate: _Locator
+) -> tuple[AtomInit, dict[str, str]]:
+    """``[init]`` (always / on_creation / kernel_thread / user_thread: atom = true|false|
+    {comm_prefix = "rcu"}) and ``[fetch]`` (atom = fact); a bundled rtapp monitor without them
+    uses the kernel's tables (pyrv.monitors.ltl.RTAPP)."""
+    if "init" not in data and "fetch" not in data and name in RTAPP:
+        d = RTAPP[name]
+        return d.init, dict(d.fetch)
+    raw_init = data.get("init", {})
+    parts: dict[str, dict[str, Any]] = {}
+    for part in ("always", "on_creation", "kernel_thread", "user_thread"):
+        table = raw_init.get(part, {}) if isinstance(raw_init, dict) else None
+        if not isinstance(table, dict):
+            raise DefinitionError(source, locate.key_line("init", 0, part), f"[init] {part}")
+        parts[part] = {}
+        for atom, v in table.items():
+            line = locate.key_line("init", 0, part)
+            if atom not in spec.atoms:
+                raise DefinitionError(source, line, f"[init] {part}: {atom!r} is not an atom")
+            if isinstance(v, dict) and isinstance(v.get("comm_prefix"), str):
+                parts[part][atom] = CommPrefix(v["comm_prefix"])
+            elif isinstance(v, bool):
+                parts[part][atom] = v
+            else:
+                raise DefinitionError(
+                    source, line, f"[init] {part}: {atom}: true, false or {{comm_prefix = ...}}"
+                )
+    fetch = data.get("fetch", {})
+    if not isinstance(fetch, dict):
+        raise DefinitionError(source, locate.key_line("fetch", 0, None), "[fetch] is a table")
+    for atom, fact in fetch.items():
+        if atom not in spec.atoms or fact not in FACTS:
+            raise DefinitionError(
+                source,
+                locate.key_line("fetch", 0, None),
+                f"[fetch] {atom} = {fact!r}: needs an atom of the model and a fact of "
+                f"{', '.join(FACTS)}",
+            )
+    return AtomInit(**parts), dict(fetch)
 
 
 def _params(value: Any, source: str, line: int | None) -> dict[str, int]:

@@ -448,6 +448,23 @@ def _builtin() -> list[Tracepoint]:
         (Form(r"(?P<lock_addr>\S+) \(ret=(?P<ret>-?\d+)\)"),),
     )
 
+    # task:task_newtask (the LTL monitors' task-creation hook); clone_flags prints as %lx
+    add(
+        "task",
+        "task_newtask",
+        (_f("pid"), _f("comm", S), _f("clone_flags", int, "hex"), _f("oom_score_adj")),
+        (
+            Form(
+                _kv(
+                    ("pid", _i("pid")),
+                    ("comm", _s("comm")),
+                    ("clone_flags", _w("clone_flags")),
+                    ("oom_score_adj", _i("oom_score_adj")),
+                )
+            ),
+        ),
+    )
+
     # x86 interrupt-vector events (irq_vectors), hooked as irq entries by sts, nrp and opid
     for name in _IRQ_VECTORS:
         add("irq_vectors", name, (_f("vector"),), (Form(_kv(("vector", _i("vector")))),))
