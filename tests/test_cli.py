@@ -259,3 +259,18 @@ def test_closed_output_pipe_is_not_an_error():
         timeout=120,
     )
     assert proc.stderr == "" and len(proc.stdout.splitlines()) == 1
+
+
+def test_list_says_which_events_an_input_provides(capsys):
+    trace = need_shared(RECORDED / "rtapp" / "rt-pipe-faults.trace")
+    assert main(["list", "--events", str(trace)]) == 0
+    out = {
+        ln.split()[0] if not ln.startswith(" - ") else ln.split()[1]: ln
+        for ln in capsys.readouterr().out.splitlines()
+    }
+    assert out["wwnr"].endswith("[OFF] [events: yes]")
+    assert out["pagefault"].endswith("[OFF] [events: yes]")
+    assert out["wip"].endswith(
+        "[events missing: preemptirq:preempt_disable, preemptirq:preempt_enable]"
+    )
+    assert out["sleep"].endswith("[events missing: sched:sched_set_state_tp (bare)]")

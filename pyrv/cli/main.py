@@ -18,6 +18,7 @@ from typing import TextIO
 
 from pyrv.api import CheckError, CheckOptions, CheckResult, check
 from pyrv.cli import mon as mon_command
+from pyrv.cli import record as record_command
 from pyrv.models.automaton import ModelError
 from pyrv.monitors.catalogue import build_rv, load_monitor_definition
 from pyrv.monitors.hooks import DefinitionError
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(run=_cmd_check)
     mon_command.add_parser(sub).set_defaults(run=mon_command.run)
+    record_command.add_parser(sub).set_defaults(run=record_command.run)
     ls = sub.add_parser("list", help="list monitors like the kernel's `rv list`")
     ls.add_argument("container", nargs="?", help="only the monitors of this container")
     ls.add_argument(
@@ -155,6 +157,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="also list the monitor defined in FILE",
+    )
+    ls.add_argument(
+        "--events",
+        metavar="TRACE|kernel",
+        help="after each monitor, say whether TRACE (or the running kernel) has its events",
     )
     ls.set_defaults(run=_cmd_list)
     return p
@@ -299,11 +306,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"pyrv list: {exc}", file=sys.stderr)
         return EXIT_ERROR
     rv = build_rv(defs, per_task_slots=8)
+    try:
+        provides = _event_source(args.events) if args.events else None
+    except (OSError, TraceError) as exc:
+        print(f"pyrv list: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     shown = 0
     for mon in rv.monitors():
         parent = mon.parent.name if mon.parent is not None else None
         state = "[ON]" if mon.enabled else "[OFF]"
         desc = mon.description.split("\n", 1)[0]
+        if provides is not None:
+            state += _events_note(mon, provides)
         if args.container:
             if parent != args.container:
                 continue
@@ -317,3 +331,36 @@ def _cmd_list(args: argparse.Namespace) -> int:
         where = f" in container {args.container}" if args.container else ""
         print(f"-- No monitor found{where} --")
     return EXIT_OK
+
+
+def _event_source(where: str):  # noqa: ANN202 - a predicate over event names
+    """Which events an input provides: the running kernel's tracefs, or a trace's content."""
+    if where == "kernel":
+        from pyrv.live import kernel_presence
+        from pyrv.sources.tracefs import find_tracefs
+
+        path = find_tracefs()
+        if path is None:
+            raise OSError("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
+        from pyrv.sources.tracefs import Tracefs
+
+        return kernel_presence(Tracefs(path))
+    from pyrv.api import CheckOptions, _presence
+    from pyrv.sources.detect import open_trace
+
+    reader, _items = open_trace(where)
+    return _presence([where], [reader], CheckOptions())
+
+
+def _events_note(mon: object, present) -> str:  # noqa: ANN001
+    """`` [events: yes]`` or the missing ones, bare tracepoints marked as such."""
+    defn = getattr(mon, "definition", None)
+    if defn is None:
+        return ""
+    from pyrv.sources.tracepoints import BARE
+
+    missing = [tp for tp in defn.required_tracepoints() if not present(tp.split(":", 1)[-1])]
+    if not missing:
+        return " [events: yes]"
+    named = [f"{tp} (bare)" if tp in BARE else tp for tp in missing]
+    return f" [events missing: {', '.join(named)}]"
