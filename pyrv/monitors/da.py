@@ -149,7 +149,12 @@ class DAMonitor(Monitor):
             del self.instances[key]
             return
         self.instances[key] = nxt
+        self._emit_event(key, state, event, nxt, ctx)
+
+    def _emit_event(self, key: Hashable, state: int, event: int, nxt: int, ctx: Context) -> None:
+        """Write ``event_<mon>`` for a transition taken (when someone listens)."""
         if self.emit_events and self.sink is not None:
+            model = self.model
             self.sink(
                 Record(
                     "event",

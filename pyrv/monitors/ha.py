@@ -267,19 +267,7 @@ class HAMonitor(DAMonitor):
             self._env_error(key, state, model.events[event], ctx)
             return
         self.instances[key] = nxt
-        if self.emit_events and self.sink is not None:
-            self.sink(
-                Record(
-                    "event",
-                    self.name,
-                    key_id(key) if self._has_id else None,
-                    model.states[state],
-                    model.events[event],
-                    model.states[nxt],
-                    nxt in model.finals,
-                    ctx,
-                )
-            )
+        self._emit_event(key, state, event, nxt, ctx)
 
     def _constraints(self, key: Hashable, state: int, event: int, nxt: int, ctx: Context) -> bool:
         """ha_verify_constraint: invariant of the current state, guard and resets, timers."""
