@@ -214,22 +214,29 @@ def parse_definition(
     )
 
 
-def _hook(
+LineOf = Callable[[str | None], int | None]
+
+
+def _row(
     row: Any,
     index: int,
-    mtype: MonitorType,
-    model: Automaton,
+    keys: set[str],
     lookup: Callable[[str], tuple[str, dict[str, type | None]] | None],
     source: str,
     locate: _Locator,
-) -> Hook:
+) -> tuple[dict[str, Any], str, LineOf, str, dict[str, type | None]]:
+    """What every hook row starts with: a table of known keys naming a known tracepoint.
+
+    Returns the row, its name for messages, its line finder, the tracepoint's ``system:name``
+    and its fields (with the ones pyrv derives, such as syscall arguments)."""
+
     def line_of(key: str | None) -> int | None:
         return locate.key_line("hooks", index, key)
 
     where = f"hook #{index + 1}"
     if not isinstance(row, dict):
         raise DefinitionError(source, line_of(None), f"{where} is not a table")
-    _reject_unknown(row, _HOOK_KEYS, source, line_of(None), where)
+    _reject_unknown(row, keys, source, line_of(None), where)
     tp = _required_str(row, "tracepoint", source, line_of("tracepoint"), where)
     found = lookup(tp)
     if found is None:
@@ -239,22 +246,21 @@ def _hook(
             f'{where}: unknown tracepoint {tp!r} (declare it under [events."system:name"])',
         )
     full, fields = found
-    fields = {**fields, **DERIVED_FIELDS.get(full, {})}
+    return row, where, line_of, full, {**fields, **DERIVED_FIELDS.get(full, {})}
+
+
+def _hook(
+    row: Any,
+    index: int,
+    mtype: MonitorType,
+    model: Automaton,
+    lookup: Callable[[str], tuple[str, dict[str, type | None]] | None],
+    source: str,
+    locate: _Locator,
+) -> Hook:
+    row, where, line_of, full, fields = _row(row, index, _HOOK_KEYS, lookup, source, locate)
     target = _target(row, mtype, fields, source, line_of, where)
-    when_text = row.get("when")
-    predicate = None
-    uses_common = uses_context = False
-    if when_text is not None:
-        if not isinstance(when_text, str):
-            raise DefinitionError(source, line_of("when"), f"{where}: when must be a string")
-        try:
-            predicate = compile_condition(when_text, {**fields, **COMMON_TYPES})
-        except ConditionError as exc:
-            raise DefinitionError(
-                source, line_of("when"), f"{where}: condition {when_text!r}: {exc}"
-            ) from None
-        uses_common = any(c in when_text for c in COMMON_FIELDS)
-        uses_context = any(c in when_text for c in CONTEXT_TYPES)
+    predicate, when_text, uses_common, uses_context = _when(row, fields, source, line_of, where)
     entry_text = row.get("entry", "handle")
     try:
         entry = Entry(entry_text)
@@ -317,23 +323,7 @@ def _ltl_hook(
     """A hook of an LTL monitor: ``action`` on ``atom`` of the target task, with ``value``
     (true/false, or a condition over the event's fields)."""
 
-    def line_of(key: str | None) -> int | None:
-        return locate.key_line("hooks", index, key)
-
-    where = f"hook #{index + 1}"
-    if not isinstance(row, dict):
-        raise DefinitionError(source, line_of(None), f"{where} is not a table")
-    _reject_unknown(row, _LTL_HOOK_KEYS, source, line_of(None), where)
-    tp = _required_str(row, "tracepoint", source, line_of("tracepoint"), where)
-    found = lookup(tp)
-    if found is None:
-        raise DefinitionError(
-            source,
-            line_of("tracepoint"),
-            f'{where}: unknown tracepoint {tp!r} (declare it under [events."system:name"])',
-        )
-    full, fields = found
-    fields = {**fields, **DERIVED_FIELDS.get(full, {})}
+    row, where, line_of, full, fields = _row(row, index, _LTL_HOOK_KEYS, lookup, source, locate)
     target = _target(row, MonitorType.PER_TASK, fields, source, line_of, where)
     when, when_text, uses_common, uses_context = _when(row, fields, source, line_of, where)
     action = row.get("action")
