@@ -402,7 +402,8 @@ def check_recorded(path: Path, workload_pids: list[int]) -> None:
     assert res.monitors[0].hooked_events == len(events)
 
 
-def test_record_cli_stopped_with_ctrl_c(tracefs, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_record_cli_stopped_by_a_signal(tracefs, tmp_path, sig):
     out = tmp_path / "rec.dat"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyrv", "record", "-o", str(out), "-m", "wwnr"],
@@ -415,7 +416,7 @@ def test_record_cli_stopped_with_ctrl_c(tracefs, tmp_path):
         assert "recording" in proc.stderr.readline()
         pids = workload.run(procs=3, laps=30, pause=0.001)
         time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         err = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
