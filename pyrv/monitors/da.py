@@ -4,12 +4,19 @@ This is include/rv/da_monitor.h in Python (spec §3.2, §3.3). A monitor is data
 :class:`~pyrv.models.automaton.Automaton` and a hook table) plus this engine; instances are
 kept in a dict keyed by the instance id, and an instance that is *not monitoring* is simply
 absent from it, so a reset is a delete and "enable resets every task" is a clear.
+
+Per-object monitors (``RV_MON_PER_OBJ``, spec §3.2, §4.18) add a storage table in front of
+the instances: an object's events reach the engine only while the object has *storage*, which
+is created by start events (or explicitly, or pre-allocated when the monitor is enabled) and
+destroyed explicitly; see :class:`ObjectStorage` and :meth:`DAMonitor.handle_object`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable, Iterable
+import errno
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyrv.models.automaton import Automaton
@@ -49,10 +56,121 @@ def task_key(pid: int, cpu: int) -> int:
 
 
 def key_id(key: Hashable) -> int | None:
-    """The id printed in ``*_id`` records for an instance key (idle tasks print 0)."""
+    """The id printed in ``*_id`` records for an instance key (idle tasks print 0; an
+    object prints its id as the kernel's ``int id`` field holds it)."""
+    if isinstance(key, ObjectId):
+        return c_int(key)
     if isinstance(key, int) and key < 0:
         return 0
     return key if isinstance(key, int) else None
+
+
+# -- per-object storage (include/rv/da_monitor.h, RV_MON_PER_OBJ) ----------------------------
+
+#: ``DA_MONITOR_HT_BITS`` = 10: the kernel's per-object hash table has 1024 buckets
+OBJ_BUCKETS = 1024
+#: how many objects the table holds before creating storage fails (pyrv's stand-in for the
+#: kernel's kmem_cache running out of memory): PID_MAX_DEFAULT, far beyond real DL entity counts
+OBJ_MAX_OBJECTS = 32768
+_GOLDEN_RATIO_32 = 0x61C88647
+
+
+class ObjectId(int):
+    """A per-object instance key: the object's integer id (a pid, a negative server id...).
+
+    Any integer works as a key; records print it truncated to a C ``int``, as the kernel's
+    ``event_da_monitor_id`` does with a wider ``da_id_type``."""
+
+
+def c_int(value: int) -> int:
+    """``value`` as a 32-bit signed C ``int`` holds it (two's complement truncation)."""
+    return (value + 2**31) % 2**32 - 2**31
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """How a per-object monitor keeps its storage (the ``[storage]`` table of a definition).
+
+    ``auto_alloc``: a start/start_run event for an object without storage creates it
+    (``da_create_storage``); False is ``DA_SKIP_AUTO_ALLOC``: start events only use storage
+    that exists (created by a ``storage = "create"`` hook or pre-allocated).
+    ``preallocate``: ids whose (empty) storage is created when the monitor is enabled.
+    ``buckets``: the hash table's buckets (a power of two); ``max_objects``: the table is full
+    when it holds that many objects, and creating one more fails with ENOMEM.
+    """
+
+    auto_alloc: bool = True
+    preallocate: tuple[int, ...] = ()
+    buckets: int = OBJ_BUCKETS
+    max_objects: int = OBJ_MAX_OBJECTS
+
+
+class ObjectStorage:
+    """The per-object table: which objects have storage, in ``buckets`` hash chains.
+
+    Chains are unbounded, as the kernel's ``hlist`` buckets are: the table is *full* only when
+    it holds ``max_objects`` objects (the kernel's equivalent is a failed allocation). Then
+    :meth:`create` fails: the monitor counts it (``counts["enomem"]``) and drops the event that
+    wanted the storage, as the kernel's start hooks do when ``da_create_storage`` returns NULL;
+    at enable time (pre-allocation) the failure is ENOMEM for the whole enable.
+    """
+
+    def __init__(self, config: StorageConfig | None = None) -> None:
+        self.config = config or StorageConfig()
+        n = self.config.buckets
+        if n < 1 or n & (n - 1):
+            raise ValueError(f"storage buckets must be a power of two, not {n}")
+        self._bits = n.bit_length() - 1
+        self._chains: list[dict[int, None]] = [{} for _ in range(n)]
+        self._count = 0
+
+    def bucket_of(self, ident: int) -> int:
+        """The bucket of an id: the kernel's ``hash_min`` (``hash_32`` of an ``int`` key)."""
+        if self._bits == 0:
+            return 0
+        return ((ident * _GOLDEN_RATIO_32) & 0xFFFFFFFF) >> (32 - self._bits)
+
+    def __contains__(self, ident: object) -> bool:
+        return isinstance(ident, int) and ident in self._chains[self.bucket_of(ident)]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[int]:
+        for chain in self._chains:
+            yield from chain
+
+    def full(self) -> bool:
+        return self._count >= self.config.max_objects
+
+    def create(self, ident: int) -> bool:
+        """Get or create the storage of ``ident``; False when the table is full (ENOMEM)."""
+        chain = self._chains[self.bucket_of(ident)]
+        if ident in chain:
+            return True
+        if self.full():
+            return False
+        chain[ident] = None
+        self._count += 1
+        return True
+
+    def destroy(self, ident: int) -> bool:
+        """Free the storage of ``ident``; False when it had none."""
+        chain = self._chains[self.bucket_of(ident)]
+        if ident not in chain:
+            return False
+        del chain[ident]
+        self._count -= 1
+        return True
+
+    def clear(self) -> None:
+        for chain in self._chains:
+            chain.clear()
+        self._count = 0
+
+
+#: what a ``storage = ...`` hook row does to its object's storage
+STORAGE_ACTIONS = ("create", "destroy", "reset")
 
 
 class DAMonitor(Monitor):
@@ -78,6 +196,12 @@ class DAMonitor(Monitor):
         self._has_id = mtype in (MonitorType.PER_TASK, MonitorType.PER_OBJ)
         self.counts = {"events": 0, "errors": 0}
         self.seen: set[Hashable] = set()
+        #: per-object monitors: the storage table (empty until enabled) and its configuration
+        #: when the monitor has no definition saying otherwise
+        self.storage_config = StorageConfig()
+        self.storage: ObjectStorage | None = None
+        if mtype is MonitorType.PER_OBJ:
+            self.counts["enomem"] = 0
 
     # -- registry callbacks ------------------------------------------------------------------
 
@@ -85,6 +209,8 @@ class DAMonitor(Monitor):
         if self.uses_task_slot and self._slot is None:
             assert self.rv is not None, "enable() of an unregistered monitor"
             self._slot = self.rv.get_task_slot()
+        if self.type is MonitorType.PER_OBJ:
+            self._init_storage()
         self.reset()
 
     def disable(self) -> None:
@@ -92,6 +218,8 @@ class DAMonitor(Monitor):
         if self._slot is not None and self.rv is not None:
             self.rv.put_task_slot(self._slot)
         self._slot = None
+        if self.storage is not None:  # da_monitor_destroy: every storage freed
+            self.storage.clear()
 
     def reset(self) -> None:
         self.instances.clear()
@@ -100,6 +228,78 @@ class DAMonitor(Monitor):
         """Forget the given instances (a gap in the trace made their state unknowable)."""
         for k in keys:
             self.instances.pop(k, None)
+
+    # -- per-object storage ------------------------------------------------------------------
+
+    def _init_storage(self) -> None:
+        """da_monitor_init + the monitor's pre-allocation: an empty table, then the storage of
+        every pre-allocated id; ENOMEM (and an empty table) when they do not fit."""
+        config = getattr(self.definition, "storage", None) or self.storage_config
+        table = ObjectStorage(config)
+        for ident in config.preallocate:
+            if not table.create(ident):
+                table.clear()
+                self.storage = table
+                raise OSError(
+                    errno.ENOMEM,
+                    f"{self.name}: cannot pre-allocate storage for {len(config.preallocate)} "
+                    f"objects (the table holds {config.max_objects})",
+                )
+        self.storage = table
+
+    def has_storage(self, ident: int) -> bool:
+        return self.storage is not None and ident in self.storage
+
+    def create_storage(self, ident: int) -> bool:
+        """``da_create_or_get``: storage for ``ident`` (kept if it exists). False on ENOMEM."""
+        if self.storage is None:
+            return False
+        if self.storage.create(ident):
+            return True
+        self.counts["enomem"] += 1
+        return False
+
+    def destroy_storage(self, ident: int) -> None:
+        """``da_destroy_storage``: reset the object's instance (timer included), free it."""
+        if self.storage is not None and self.storage.destroy(ident):
+            self.reset_instances((ObjectId(ident),))
+
+    def reset_object(self, ident: int) -> None:
+        """``da_reset``: the object's instance stops monitoring; its storage stays."""
+        if self.has_storage(ident):
+            self.reset_instances((ObjectId(ident),))
+
+    def storage_action(self, action: str, ident: int) -> None:
+        """What a ``storage = ...`` hook row does: create, destroy or reset (probes are
+        attached while the monitor is enabled, whatever ``monitoring_on`` says)."""
+        if not self.enabled:
+            return
+        if action == "create":
+            self.create_storage(ident)
+        elif action == "destroy":
+            self.destroy_storage(ident)
+        elif action == "reset":
+            self.reset_object(ident)
+        else:
+            raise ValueError(f"unknown storage action {action!r} ({', '.join(STORAGE_ACTIONS)})")
+
+    def handle_object(self, entry: Entry, ident: int, event: int, ctx: Context) -> None:
+        """A per-object monitor's ``da_handle_*(id, target, event)``: only an object with
+        storage reaches the engine. ``handle`` on an object without storage is ignored; a
+        start/start_run creates the storage first (``da_create_storage``) unless the monitor
+        skips auto allocation, and the event is dropped when the table is full."""
+        if not self.active():
+            return
+        key = ObjectId(ident)
+        if not self.has_storage(key):
+            if entry is Entry.HANDLE or not self._auto_alloc():
+                return
+            if not self.create_storage(key):
+                return
+        self.handle(entry, key, event, ctx)
+
+    def _auto_alloc(self) -> bool:
+        return (self.storage.config if self.storage is not None else self.storage_config).auto_alloc
 
     # -- the engine -----------------------------------------------------------------------------
 
