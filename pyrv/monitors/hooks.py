@@ -18,7 +18,7 @@ from typing import Any
 from pyrv.models.automaton import Automaton, ModelError
 from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
 from pyrv.monitors.conditions import ConditionError, Predicate, compile_condition
-from pyrv.monitors.da import Entry, MonitorType
+from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
 from pyrv.monitors.ltl import RTAPP, AtomInit, CommPrefix
 
 #: Fields every event has besides its own: the context of the task that hit the tracepoint.
@@ -47,13 +47,25 @@ DERIVED_FIELDS: dict[str, dict[str, type]] = {
 COMMON_FIELDS = tuple(COMMON_TYPES)
 _TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
-_HOOK_KEYS = {"tracepoint", "task", "cpu", "when", "entry", "event", "optional"}
+_HOOK_KEYS = {
+    "tracepoint",
+    "task",
+    "cpu",
+    "object",
+    "when",
+    "entry",
+    "event",
+    "optional",
+    "storage",
+}
 _LTL_HOOK_KEYS = {"tracepoint", "task", "when", "action", "atom", "value", "optional"}
 #: what an LTL hook does to an atom (include/rv/ltl_monitor.h), or "create" (task_newtask)
 LTL_ACTIONS = ("update", "pulse", "set", "create")
 #: facts a dispatcher derives from the trace for LTL ``fetch`` atoms
 FACTS = ("rt", "kthread")
 _MONITOR_KEYS = {"name", "description", "type", "model", "container", "params"}
+#: keys of a per-object monitor's [storage] table (da.StorageConfig)
+_STORAGE_KEYS = {"auto_alloc", "preallocate", "buckets", "max_objects"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _PID_FIELD = re.compile(r"(^|_)(pid|tid)$")
 _CPU_FIELD = re.compile(r"(^|_)cpu(_id)?$")
@@ -88,6 +100,8 @@ class Hook:
     action: str | None = None
     atom: str | None = None
     value: bool | Predicate | None = None
+    # per-object storage rows (model_event is -1): create, destroy or reset the object's storage
+    storage: str | None = None
 
 
 @dataclass
@@ -107,6 +121,7 @@ class MonitorDef:
     ltl: LTLSpec | None = None  # the rule file of an LTL monitor
     ltl_init: AtomInit | None = None  # its ltl_atoms_init() as data
     ltl_fetch: dict[str, str] = field(default_factory=dict)  # atom -> fact, re-read each update
+    storage: StorageConfig | None = None  # a per-object monitor's [storage] table
 
     def tracepoints(self) -> list[str]:
         """The tracepoints this monitor hooks, in table order, without repeats."""
@@ -198,6 +213,7 @@ def parse_definition(
     for key in ("init", "fetch"):
         if key in data and ltl is None:
             raise DefinitionError(source, locate.key_line(key, 0, None), f"[{key}] is for LTL")
+    storage = _storage(data.get("storage"), mtype, source, locate)
     return MonitorDef(
         name=name,
         description=str(mon.get("description", "")),
@@ -211,6 +227,7 @@ def parse_definition(
         ltl=ltl,
         ltl_init=init,
         ltl_fetch=fetch,
+        storage=storage,
     )
 
 
@@ -261,6 +278,23 @@ def _hook(
     row, where, line_of, full, fields = _row(row, index, _HOOK_KEYS, lookup, source, locate)
     target = _target(row, mtype, fields, source, line_of, where)
     predicate, when_text, uses_common, uses_context = _when(row, fields, source, line_of, where)
+    if "storage" in row:
+        action = _storage_action(row, mtype, source, line_of, where)
+        return Hook(
+            tracepoint=full,
+            event_name=full.split(":", 1)[-1],
+            target=target,
+            when=predicate,
+            when_text=when_text,
+            uses_common=uses_common,
+            uses_context=uses_context,
+            optional=_optional(row, source, line_of("optional"), where),
+            entry=Entry.HANDLE,
+            model_event=-1,
+            model_event_name=f"storage {action}",
+            line=line_of(None),
+            storage=action,
+        )
     entry_text = row.get("entry", "handle")
     try:
         entry = Entry(entry_text)
@@ -461,6 +495,81 @@ def _optional(row: dict[str, Any], source: str, line: int | None, where: str) ->
     return value
 
 
+def _storage_action(
+    row: dict[str, Any], mtype: MonitorType, source: str, line_of: LineOf, where: str
+) -> str:
+    """A ``storage = "create" | "destroy" | "reset"`` row of a per-object monitor."""
+    line = line_of("storage")
+    if mtype is not MonitorType.PER_OBJ:
+        raise DefinitionError(source, line, f"{where}: storage rows are for per_obj monitors")
+    action = row["storage"]
+    if action not in STORAGE_ACTIONS:
+        raise DefinitionError(
+            source, line, f"{where}: storage must be one of {', '.join(STORAGE_ACTIONS)}"
+        )
+    for key in ("entry", "event"):
+        if key in row:
+            raise DefinitionError(
+                source, line_of(key), f"{where}: a storage row takes no {key!r} (it feeds no event)"
+            )
+    return action
+
+
+def _storage(value: Any, mtype: MonitorType, source: str, locate: _Locator) -> StorageConfig | None:
+    """A per-object monitor's ``[storage]`` table (see da.StorageConfig)."""
+    if value is None:
+        return None
+    line = locate.key_line("storage", 0, None)
+    if mtype is not MonitorType.PER_OBJ:
+        raise DefinitionError(source, line, "[storage] is for per_obj monitors")
+    if not isinstance(value, dict):
+        raise DefinitionError(source, line, "[storage] must be a table")
+    _reject_unknown(value, _STORAGE_KEYS, source, line, "[storage]")
+    defaults = StorageConfig()
+
+    def integer(key: str, default: int, least: int) -> int:
+        v = value.get(key, default)
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise DefinitionError(
+                source, locate.key_line("storage", 0, key), f"[storage] {key} must be >= {least}"
+            )
+        return v
+
+    auto = value.get("auto_alloc", defaults.auto_alloc)
+    if not isinstance(auto, bool):
+        raise DefinitionError(
+            source, locate.key_line("storage", 0, "auto_alloc"), "[storage] auto_alloc: a bool"
+        )
+    buckets = integer("buckets", defaults.buckets, 1)
+    if buckets & (buckets - 1):
+        raise DefinitionError(
+            source, locate.key_line("storage", 0, "buckets"), "[storage] buckets: a power of two"
+        )
+    pre = value.get("preallocate", [])
+    ids: list[int] = []
+    for item in pre if isinstance(pre, list) else [None]:
+        if isinstance(item, int) and not isinstance(item, bool):
+            ids.append(item)
+        elif (
+            isinstance(item, dict)
+            and set(item) == {"from", "to"}
+            and all(isinstance(item[k], int) and not isinstance(item[k], bool) for k in item)
+        ):
+            ids.extend(range(item["from"], item["to"] + 1))
+        else:
+            raise DefinitionError(
+                source,
+                locate.key_line("storage", 0, "preallocate"),
+                "[storage] preallocate: a list of object ids and { from = A, to = B } ranges",
+            )
+    return StorageConfig(
+        auto_alloc=auto,
+        preallocate=tuple(dict.fromkeys(ids)),
+        buckets=buckets,
+        max_objects=integer("max_objects", defaults.max_objects, 0),
+    )
+
+
 def _target(
     row: dict[str, Any],
     mtype: MonitorType,
@@ -469,7 +578,14 @@ def _target(
     line_of: Callable[[str | None], int | None],
     where: str,
 ) -> str | None:
-    """The field that names the instance: a pid field for tasks, a CPU field for CPUs."""
+    """The field that names the instance: a pid field for tasks, a CPU field for CPUs, an
+    integer field (or its negation) for objects."""
+    if mtype is MonitorType.PER_OBJ:
+        return _object_target(row, fields, source, line_of, where)
+    if "object" in row:
+        raise DefinitionError(
+            source, line_of("object"), f"{where}: a {mtype.value} monitor takes no 'object' target"
+        )
     wanted = {MonitorType.PER_TASK: "task", MonitorType.PER_CPU: "cpu"}.get(mtype)
     for key in ("task", "cpu"):
         if key in row and key != wanted:
@@ -497,17 +613,59 @@ def _target(
     return target
 
 
+#: context fields an object target may name besides the tracepoint's own
+_OBJECT_COMMON = ("common_pid", "common_cpu")
+
+
+def _object_target(
+    row: dict[str, Any],
+    fields: dict[str, type | None],
+    source: str,
+    line_of: LineOf,
+    where: str,
+) -> str:
+    """``object = "current"`` (the pid in context), ``"<field>"`` or ``"-<field>"``: an
+    integer field of the tracepoint (or common_pid/common_cpu), negated with a leading '-'
+    (the kernel's server ids are negative CPU numbers)."""
+    for key in ("task", "cpu"):
+        if key in row:
+            raise DefinitionError(
+                source,
+                line_of(key),
+                f"{where}: a per_obj monitor takes no {key!r} target (name it with object = ...)",
+            )
+    line = line_of("object")
+    if "object" not in row:
+        raise DefinitionError(source, line_of(None), f"{where}: a per_obj hook needs object = ...")
+    target = row["object"]
+    if not isinstance(target, str):
+        raise DefinitionError(source, line, f"{where}: object must be a string")
+    if target == CURRENT:
+        return target
+    name = target.removeprefix("-")
+    if name not in fields and name not in _OBJECT_COMMON:
+        known = ", ".join([*fields, *_OBJECT_COMMON])
+        raise DefinitionError(
+            source,
+            line,
+            f"{where}: object = {target!r} is neither 'current' nor an integer field, optionally "
+            f"negated with '-' (fields: {known})",
+        )
+    if fields.get(name) is str:
+        raise DefinitionError(
+            source, line, f"{where}: object = {target!r}: that field is text, not an object id"
+        )
+    return target
+
+
 def _monitor_type(value: Any, source: str, line: int | None) -> MonitorType:
     try:
-        mtype = MonitorType(value)
+        return MonitorType(value)
     except ValueError:
-        names = ", ".join(t.value for t in MonitorType if t is not MonitorType.PER_OBJ)
+        names = ", ".join(t.value for t in MonitorType)
         raise DefinitionError(
             source, line, f"monitor type {value!r} is not one of {names}"
         ) from None
-    if mtype is MonitorType.PER_OBJ:
-        raise DefinitionError(source, line, "per_obj monitors are not supported yet")
-    return mtype
 
 
 def _model(
