@@ -82,6 +82,10 @@ class Dispatcher:
                 self.hooked[mon.name] += 1
             if hook.action is not None:
                 self._ltl(mon, hook, key, ev, values or ev.fields, ctx)  # type: ignore[arg-type]
+            elif hook.storage is not None:
+                mon.storage_action(hook.storage, key)  # type: ignore[arg-type]
+            elif mon.type is MonitorType.PER_OBJ:
+                mon.handle_object(hook.entry, key, hook.model_event, ctx)  # type: ignore[arg-type]
             else:
                 mon.handle(hook.entry, key, hook.model_event, ctx)
 
@@ -148,7 +152,7 @@ class Dispatcher:
                     mon.reset_instances(task_key(p, cpu) for p in gap.pids)
             elif mon.type is MonitorType.PER_CPU and gap.cpu is not None:
                 mon.reset_instances((gap.cpu,))
-            else:
+            else:  # global, or per-object (ids are not pids): every instance; storage stays
                 mon.reset()
 
 
@@ -196,6 +200,8 @@ def _instance_key(mtype: MonitorType, hook: Hook, ev: TraceEvent) -> object | No
     """Which instance an event belongs to; None when the trace cannot say."""
     if mtype is MonitorType.GLOBAL:
         return 0
+    if mtype is MonitorType.PER_OBJ:
+        return _object_id(hook.target, ev)  # type: ignore[arg-type]
     if hook.target == CURRENT:
         ident = ev.pid if mtype is MonitorType.PER_TASK else ev.cpu
     else:
@@ -205,3 +211,21 @@ def _instance_key(mtype: MonitorType, hook: Hook, ev: TraceEvent) -> object | No
     if mtype is MonitorType.PER_TASK:
         return task_key(ident, ev.cpu)
     return ident
+
+
+def _object_id(target: str, ev: TraceEvent) -> int | None:
+    """A per-object hook's object id: the pid in context (``current``), or an integer field
+    (``common_pid``/``common_cpu`` included), negated for a ``-field`` target. Any integer is
+    an id (servers' are negative)."""
+    if target == CURRENT:
+        return ev.pid
+    name = target.removeprefix("-")
+    if name == "common_cpu":
+        ident: object = ev.cpu
+    elif name == "common_pid":
+        ident = ev.pid
+    else:
+        ident = ev.fields.get(name)
+    if not isinstance(ident, int) or isinstance(ident, bool):
+        return None
+    return -ident if target.startswith("-") else ident
