@@ -192,12 +192,20 @@ _IRQ_VECTORS = (
     "call_function_entry",
     "call_function_single_entry",
 )
-#: bare tracepoints of include/trace/events/sched.h that RV monitors hook (spec §4 legend)
+#: bare tracepoints of include/trace/events/sched.h that RV monitors hook (spec §4 legend).
+#: The deadline ones take (dl_se, cpu, type): ``dl_se`` is the entity as the deadline monitors
+#: name it (deadline.h's get_entity_id: the task's pid, -cpu for the fair server of cpu,
+#: -cpu - num_possible_cpus for the ext server), ``type`` is DL_OTHER 0, DL_TASK 1,
+#: DL_SERVER_FAIR 2, DL_SERVER_EXT 3.
 _BARE_TRACEPOINTS: dict[str, tuple[str, ...]] = {
     "sched_entry_tp": ("preempt",),
     "sched_exit_tp": ("is_switch",),
     "sched_set_state_tp": ("pid", "state"),
     "sched_set_need_resched_tp": ("pid", "cpu", "tif"),
+    "sched_dl_replenish_tp": ("dl_se", "cpu", "type"),
+    "sched_dl_throttle_tp": ("dl_se", "cpu", "type"),
+    "sched_dl_server_start_tp": ("dl_se", "cpu", "type"),
+    "sched_dl_server_stop_tp": ("dl_se", "cpu", "type"),
 }
 BARE = frozenset(f"sched:{n}" for n in _BARE_TRACEPOINTS)
 
