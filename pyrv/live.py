@@ -110,3 +110,104 @@ def _stop_on_signals() -> Iterator[Callable[[], bool]]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+class LiveEngine:
+    """The running kernel behind an :class:`RV` whose monitors are enabled from outside (the
+    control filesystem): what is enabled is instrumented, what is disabled is not.
+
+    A thread follows the registry: the tracepoints of the enabled monitors' hooks are traced
+    in pyrv's own instance; when that set changes (a monitor enabled or disabled through the
+    files) the instance is drained, removed and made anew with the new set, and the
+    dispatcher is rebuilt. Events are fed under the registry's lock in small batches, as the
+    kernel's writes wait for in-flight probes.
+    """
+
+    def __init__(
+        self,
+        rv: RV,
+        on_record: Callable[[object], None] | None = None,
+        on_gap: Callable[[object], None] | None = None,
+        buffer_kb: int = 4096,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.rv = rv
+        self.on_record = on_record
+        self.on_gap = on_gap
+        self.buffer_kb = buffer_kb
+        self.poll_interval = poll_interval
+        self._stop = False
+        self._thread: object | None = None
+        self.error: BaseException | None = None
+        self.events = 0
+        self.reconfigurations = 0
+
+    def start(self) -> None:
+        import threading
+
+        thread = threading.Thread(target=self._run, name="pyrv-live", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop = True
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)  # type: ignore[attr-defined]
+
+    def _enabled(self) -> list:
+        return [
+            m
+            for m in self.rv.monitors()
+            if m.enabled and getattr(m, "definition", None) is not None
+        ]
+
+    def _run(self) -> None:
+        try:
+            with Tracefs() as tracefs:
+                while not self._stop:
+                    monitors = self._enabled()
+                    tps = self._tracepoints(monitors, tracefs)
+                    if not tps:
+                        time.sleep(self.poll_interval)
+                        continue
+                    self._session(tracefs, monitors, tps)
+        except BaseException as exc:  # reported by the owner (the mount daemon)
+            self.error = exc
+
+    @staticmethod
+    def _tracepoints(monitors: list, tracefs: Tracefs) -> list[str]:
+        wanted: list[str] = []
+        for mon in monitors:
+            for tp in mon.definition.tracepoints():
+                if tp not in wanted and tracefs.has_event(tp):
+                    wanted.append(tp)
+        return wanted
+
+    def _session(self, tracefs: Tracefs, monitors: list, tps: list[str]) -> None:
+        """Trace ``tps`` for ``monitors`` until stopped or the enabled set changes."""
+        from pyrv.monitors.dispatch import Dispatcher
+        from pyrv.sources.continuity import SwitchContinuity
+
+        names = [m.name for m in monitors]
+        self.reconfigurations += 1
+
+        def changed() -> bool:
+            return self._stop or [m.name for m in self._enabled()] != names
+
+        for mon in monitors:
+            mon.sink = self.on_record
+            mon.emit_events = False
+        dispatcher = Dispatcher(monitors)
+        with TraceInstance(tracefs, tps, buffer_kb=self.buffer_kb, tag="fs") as inst:
+            live = LiveTrace(inst, changed, self.poll_interval)
+            with contextlib.closing(iter(live)) as items:
+                for item in SwitchContinuity().filter(items):
+                    with self.rv._lock:  # noqa: SLF001 - the probes' side of rv_interface_lock
+                        if hasattr(item, "pids"):
+                            dispatcher.lost(item)  # type: ignore[arg-type]
+                            if self.on_gap is not None:
+                                self.on_gap(item)
+                        else:
+                            self.events += 1
+                            dispatcher.feed(item)  # type: ignore[arg-type]
