@@ -224,8 +224,10 @@ def _object_id(target: str, ev: TraceEvent) -> int | None:
         ident: object = ev.cpu
     elif name == "common_pid":
         ident = ev.pid
-    else:
-        ident = ev.fields.get(name)
+    elif name in ev.fields:
+        ident = ev.fields[name]
+    else:  # a field pyrv derives: a syscall argument
+        ident = _syscall_args(ev.fields.get("args")).get(name)
     if not isinstance(ident, int) or isinstance(ident, bool):
         return None
     return -ident if target.startswith("-") else ident
