@@ -7,14 +7,18 @@ reverse registration order — the registry does that, this module only keeps th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
 from pyrv.models.automaton import Automaton
-from pyrv.monitors.da import DAMonitor
+from pyrv.models.hybrid import HybridAutomaton, Invariant
+from pyrv.monitors.da import DAMonitor, MonitorType
+from pyrv.monitors.ha import HAMonitor
 from pyrv.monitors.hooks import MonitorDef, load_definition
 from pyrv.monitors.monitor import Container, Monitor
+from pyrv.monitors.records import Context
 from pyrv.monitors.registry import RV
 
 #: Makefile link order of the monitors this catalogue ships (kernel/trace/rv/Makefile).
@@ -34,11 +38,14 @@ KERNEL_ORDER = (
     "sssw",
     "opid",
     "stall",
+    "deadline",
+    "nomiss",
     "wakeup",
 )
 CONTAINERS = {
     "sched": "container for several scheduler monitor specifications.",
     "rtapp": "Collection of monitors for detecting problems with real-time applications",
+    "deadline": "container for several deadline scheduler specifications.",
 }
 
 
@@ -85,6 +92,8 @@ def build_monitor(
     if _is_hybrid(defn):
         from pyrv.monitors.ha import DEFAULT_HZ, build_ha_monitor
 
+        if defn.model is not None and defn.model.name == "nomiss":
+            return _build_nomiss(defn, hz or DEFAULT_HZ, params or {})
         known = {k: v for k, v in (params or {}).items() if k in defn.params}
         return build_ha_monitor(defn, params=known, hz=hz or DEFAULT_HZ)
     mon = DAMonitor(defn.name, defn.description, defn.model, defn.type)
@@ -108,6 +117,84 @@ def _build_ltl(defn: MonitorDef) -> Monitor:
     mon.definition = defn  # type: ignore[attr-defined]
     mon.type = MonitorType.PER_TASK  # type: ignore[attr-defined]
     mon.seen = set()  # type: ignore[attr-defined]
+    return mon
+
+
+class NomissMonitor(HAMonitor):
+    """nomiss (§4.18) with what nomiss.c computes per entity: ``DEADLINE_NS`` (the entity's
+    relative deadline + ``deadline_thresh``) bounds the invariants of ``ready`` and ``running``,
+    and the values ``is_constr_dl`` and ``is_defer``.
+
+    A trace does not show ``sched_attr``: relative deadlines and constrained-ness come from the
+    parameters (see pyrv/monitors/defs/nomiss.toml). Object ids <= 0 are dl servers (the fair
+    server of CPU n is -n, the ext server -n - ncpus), deferred, with implicit deadlines.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        model: HybridAutomaton,
+        values: Mapping[str, int],
+        deadline_thresh: int,
+    ) -> None:
+        super().__init__(name, description, model, MonitorType.PER_OBJ)
+        self.values_of = dict(values)
+        self.deadline_thresh = deadline_thresh
+        self.env_provider = self._entity_values
+
+    def _param(self, name: str, ident: int) -> int:
+        return self.values_of.get(f"{name}_{ident}", self.values_of[name])
+
+    def relative_deadline(self, ident: int) -> int:
+        """``dl_deadline`` of the entity, in ns."""
+        if ident <= 0:
+            return self.values_of["server_deadline_ns"]
+        return self._param("dl_deadline_ns", ident)
+
+    def deadline_ns(self, ident: int) -> int:
+        """``DEADLINE_NS(ha_mon)``: relative deadline + deadline_thresh."""
+        return self.relative_deadline(ident) + self.deadline_thresh
+
+    def _entity_values(self, key: Hashable, ctx: Context) -> dict[str, int]:
+        server = isinstance(key, int) and key <= 0
+        constr = 0 if server else self._param("is_constr_dl", key)  # type: ignore[arg-type]
+        return {"is_constr_dl": int(bool(constr)), "is_defer": int(server)}
+
+    def _bound(self, key: Hashable, inv: Invariant) -> Invariant:
+        ns = self.deadline_ns(key)  # type: ignore[arg-type]
+        return dataclasses.replace(inv, bound=ns, bound_ns=ns)
+
+    def _arm(self, key: Hashable, inv: Invariant, store: list[int | None], ctx: Context) -> None:
+        super()._arm(key, self._bound(key, inv), store, ctx)
+
+    def _invariant_holds(
+        self, key: Hashable, inv: Invariant, store: list[int | None], ts: int
+    ) -> bool:
+        return super()._invariant_holds(key, self._bound(key, inv), store, ts)
+
+
+def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> NomissMonitor:
+    """nomiss with its parameters: the definition's, overridden by ``params`` (which may also
+    name one task's: ``dl_deadline_ns_<pid>``, ``is_constr_dl_<pid>``); ``deadline_thresh``
+    defaults to one tick at ``hz`` (the kernel's ``TICK_NSEC``)."""
+    from pyrv.models.hybrid import load_bundled_hybrid, tick_ns
+
+    values = dict(defn.params)
+    per_entity = ("dl_deadline_ns_", "is_constr_dl_")
+    values.update({k: v for k, v in params.items() if k in defn.params or k.startswith(per_entity)})
+    thresh = params.get("deadline_thresh", defn.params.get("deadline_thresh", tick_ns(hz)))
+    values["deadline_thresh"] = thresh
+    # the model's invariants name DEADLINE_NS; the monitor bounds them per entity
+    values["DEADLINE_NS"] = values["dl_deadline_ns"] + thresh
+    assert defn.model is not None
+    model = load_bundled_hybrid(defn.model.name, values, hz=hz)
+    if model.automaton.table() != defn.model.table():
+        raise ValueError(
+            f"monitor {defn.name}: the hybrid model's DA table is not the definition's"
+        )
+    mon = NomissMonitor(defn.name, defn.description, model, values, thresh)
+    mon.definition = defn
     return mon
 
 
