@@ -155,12 +155,15 @@ def _record_path(mountpoint: str) -> Path:
 
 
 def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks): tells a recycled pid apart."""
+    """Field 22 of /proc/PID/stat (start time in clock ticks), which tells a recycled pid
+    apart; None when no such process runs (a zombie has finished running)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[19])
 
 
@@ -210,7 +213,8 @@ def mount_state(mountpoint: str | os.PathLike[str]) -> str:
     try:
         os.stat(mp)
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
+        # ECONNABORTED: a request that was in flight while the daemon died
+        if exc.errno in (errno.ENOTCONN, errno.ECONNABORTED):
             return "stale"
     return "live"
 
@@ -449,8 +453,11 @@ def umount(mountpoint: str | os.PathLike[str], timeout: float = 10.0) -> str:
             if not owner.alive and mount_state(mp) == "none":
                 return f"stopped pid {owner.pid}"
             time.sleep(0.02)
+        if mount_state(mp) == "none":
+            return f"unmounted; pid {owner.pid} is still finishing its clean-up"
     # no known owner, or it did not stop in time: unmount; its loop then ends by itself
-    _detach(mp)
+    if mount_state(mp) != "none":
+        _detach(mp)
     deadline = time.monotonic() + timeout
     while owner is not None and owner.alive and time.monotonic() < deadline:
         time.sleep(0.02)
