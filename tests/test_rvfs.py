@@ -322,7 +322,15 @@ class TestMount:
         other.mkdir()
         try:
             mount(mnt, "--monitors", "wip,wwnr")
-            mount(other, "--monitors", "wip,wwnr")
+            res = subprocess.run(  # a relative DIR works although the daemon changes to /
+                [*CLI, "mount", "other", "--monitors", "wip,wwnr"],
+                cwd=mnt.parent,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=_env(),
+            )
+            assert res.returncode == 0, res.stderr
             (mnt / "monitors/wip/enable").write_bytes(b"1")
             assert (mnt / "enabled_monitors").read_bytes() == b"wip\n"
             assert (other / "enabled_monitors").read_bytes() == b""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import grp
+import os
 import sys
 from collections.abc import Callable
 
@@ -105,6 +106,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     monitors = None
     if args.monitors is not None:
         monitors = [m.strip() for m in args.monitors.split(",") if m.strip()]
+    mountpoint = os.path.abspath(args.dir)  # the daemon changes to / before mounting
     slots = args.per_task_slots or (1 if args.compat == "6.12" else 2)
     try:
         gid = _gid(args.gid)
@@ -117,7 +119,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         rv = build_rv(monitors, slots, args.compat != "6.12", kmsg=args.kmsg)
         serve(
             rv,
-            args.dir,
+            mountpoint,
             allow_other=args.allow_other,
             gid=gid,
             verdicts=not args.no_verdicts,

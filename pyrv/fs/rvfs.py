@@ -50,8 +50,6 @@ assert VERDICTS_FILE not in KERNEL_ROOT_NAMES
 
 #: ``FUSE_CAP_ATOMIC_O_TRUNC`` (fuse_common.h): O_TRUNC is passed to open, no setattr(size=0).
 FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
-#: tracefs' f_type (include/uapi/linux/magic.h), for ``statfs``.
-TRACEFS_MAGIC = 0x74726163
 #: Bytes of verdict lines kept in memory (older whole lines are dropped first).
 DEFAULT_VERDICT_LIMIT = 4 << 20
 
