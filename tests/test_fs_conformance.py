@@ -55,6 +55,7 @@ from tests.test_conformance_interface import (
     put_escaped,
     script_baseline,
 )
+from tests.test_rvfs import mount_foreground, stop_servers
 
 TRANSCRIPT = CONFORMANCE / "interface.txt"
 SCRIPT = CONFORMANCE / "interface.sh"
@@ -154,19 +155,12 @@ def compile_rvio(where: Path) -> Path | None:
     return None
 
 
-def start_mount(mnt: Path, *extra: str) -> None:
-    res = subprocess.run(
-        [*CLI, "mount", str(mnt), *extra], capture_output=True, text=True, timeout=60
-    )
-    assert res.returncode == 0, res.stderr
-    assert mount_state(mnt) == "live"
-
-
 def stop_mount(mnt: Path) -> None:
-    """pyrv umount; whatever happens, leave no mount behind."""
+    """pyrv umount; whatever happens, leave no mount and no server behind."""
     try:
         subprocess.run([*CLI, "umount", str(mnt)], capture_output=True, timeout=60)
     finally:
+        stop_servers()
         if mount_state(mnt) != "none":
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
@@ -180,8 +174,8 @@ def env() -> Env:
     path = f"{tmp}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     environ = {**os.environ, "PATH": path, "LC_ALL": "C", "LANG": "C"}
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environ.get("PYTHONPATH")]))
-    start_mount(mnt, "--monitors", "wip,wwnr", "--compat", "6.12")
     try:
+        mount_foreground(mnt, "--monitors", "wip,wwnr", "--compat", "6.12")
         yield Env(mnt, tmp, rvio, environ)
     finally:
         stop_mount(mnt)

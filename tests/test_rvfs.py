@@ -245,6 +245,48 @@ def wait_for(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-de
     return bool(cond())
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies (PR_SET_PDEATHSIG), so that a killed
+    test run leaves no serving process and, through its clean-up, no mount."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+#: foreground servers started by the tests, stopped by the ``mnt`` fixture
+_SERVERS: list[subprocess.Popen[bytes]] = []
+
+
+def mount_foreground(mnt: Path, *extra: str, cli_args: list[str] | None = None) -> int:
+    """``pyrv mount DIR --foreground ...`` as a child of the test process; returns its pid."""
+    log = mnt.parent / f"serve-{len(_SERVERS)}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            cli_args or [*CLI, "mount", str(mnt), "--foreground", *extra],
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            preexec_fn=_die_with_parent,
+        )
+    _SERVERS.append(proc)
+    ok = wait_for(lambda: proc.poll() is not None or mount_state(mnt) == "live", 30)
+    assert ok and proc.poll() is None, log.read_text()
+    return proc.pid
+
+
+def stop_servers() -> None:
+    while _SERVERS:
+        proc = _SERVERS.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.fixture
 def mnt() -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix="pyrv-fs-"))
@@ -253,11 +295,19 @@ def mnt() -> Iterator[Path]:
     try:
         yield where
     finally:
+        stop_servers()
         force_unmount(where)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def mount(mnt: Path, *extra: str) -> None:
+    """Mount for a test: served in the foreground by a child of the test process."""
+    mount_foreground(mnt, *extra)
+    assert mount_state(mnt) == "live"
+
+
+def mount_daemon(mnt: Path, *extra: str) -> None:
+    """``pyrv mount DIR`` as a user runs it: a daemon (the fixture unmounts it)."""
     res = cli("mount", str(mnt), *extra)
     assert res.returncode == 0, res.stderr
     assert mount_state(mnt) == "live"
@@ -273,7 +323,7 @@ def sh(mnt: Path, script: str, shell: str = "bash") -> subprocess.CompletedProce
 @needs_root
 class TestMount:
     def test_tree_bytes_and_shell_messages(self, mnt: Path) -> None:
-        mount(mnt, "--monitors", "wip,wwnr", "--compat", "6.12")
+        mount_daemon(mnt, "--monitors", "wip,wwnr", "--compat", "6.12")
         assert any(m.mountpoint == str(mnt) and m.fstype == FSTYPE for m in pyrv_mounts())
         assert (mnt / "monitors/wip/enable").read_bytes() == b"0\n\0"
         assert (mnt / "available_reactors").read_bytes() == b"nop\nprintk\npanic\n"
@@ -337,6 +387,22 @@ class TestMount:
         finally:
             force_unmount(other)
 
+    def test_concurrent_mounts_of_one_directory(self, mnt: Path) -> None:
+        procs = [
+            subprocess.Popen(
+                [*CLI, "mount", str(mnt), "--monitors", "wip"],
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        results = [(p.wait(timeout=60), p.communicate()[1]) for p in procs]
+        assert sorted(rc for rc, _ in results) == [0, 2, 2], results
+        assert all("already served" in err for rc, err in results if rc)
+        assert sum(m.mountpoint == str(mnt) for m in pyrv_mounts()) == 1
+
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
     def test_signal_disables_everything_and_unmounts(self, mnt: Path, sig: int) -> None:
         proc = subprocess.Popen(
@@ -344,6 +410,7 @@ class TestMount:
             env=_env(),
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             assert wait_for(lambda: mount_state(mnt) == "live"), proc.stderr
@@ -371,7 +438,7 @@ class TestMount:
             os.stat(mnt / "enabled_monitors")
         # ENOTCONN once the connection is down (ECONNABORTED while it is being torn down)
         assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)
-        mount(mnt, "--monitors", "wip,wwnr")  # the next mount cleans and starts afresh
+        mount_daemon(mnt, "--monitors", "wip,wwnr")  # the next mount cleans, starts afresh
         assert sum(m.mountpoint == str(mnt) for m in pyrv_mounts()) == 1
         assert (mnt / "enabled_monitors").read_bytes() == b""
         assert (mnt / "monitors/wwnr/enable").read_bytes() == b"0\n\0"
@@ -429,7 +496,7 @@ class TestMount:
         mnt.parent.chmod(0o755)  # mkdtemp's 0700 would stop nobody before the mount
         mount(mnt, "--monitors", "wip,wwnr")
         assert as_nobody(mnt / "available_monitors") == errno.EACCES
-        cli("umount", str(mnt))
+        assert cli("umount", str(mnt)).returncode == 0
         mount(mnt, "--monitors", "wip,wwnr", "--allow-other", "--gid", "65534")
         assert os.stat(mnt / "enabled_monitors").st_gid == 65534
         assert as_nobody(mnt / "available_monitors") == 0
@@ -474,6 +541,7 @@ class TestServeHooks:
             env=_env(),
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_die_with_parent,
         )
         return proc, log
 

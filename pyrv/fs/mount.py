@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -249,15 +250,33 @@ def clean_stale(mountpoint: str | os.PathLike[str]) -> int:
     return cleaned
 
 
+def _lock(mp: str) -> int:
+    """An exclusive lock per mount point, held while serving: two pyrv processes never mount
+    the same directory at once (the lock goes with the process, even on SIGKILL)."""
+    path = _record_path(mp).with_suffix(".lock")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _already_served(mp) from None
+    return fd
+
+
+def _already_served(mp: str) -> MountError:
+    owner = read_owner(mp)
+    who = f" (pid {owner.pid})" if owner is not None and owner.alive else ""
+    return MountError(
+        f"{mp} is already served by a running pyrv{who}; each directory has one mount "
+        f"(unmount it first: pyrv umount {mp})"
+    )
+
+
 def _check_mountpoint(mp: str) -> None:
     clean_stale(mp)
     if mount_state(mp) == "live":
-        owner = read_owner(mp)
-        who = f" (pid {owner.pid})" if owner is not None and owner.alive else ""
-        raise MountError(
-            f"{mp} is already served by a running pyrv{who}; each directory has one mount "
-            f"(unmount it first: pyrv umount {mp})"
-        )
+        raise _already_served(mp)
     if not os.path.isdir(mp):
         raise MountError(f"{mp}: not a directory")
 
@@ -316,7 +335,30 @@ def serve(
     """
     mfusepy = load_binding()
     mp = normalize(mountpoint)
-    _check_mountpoint(mp)
+    lock = _lock(mp)
+    try:
+        _check_mountpoint(mp)
+        return _serve(
+            mfusepy, rv, mp, allow_other, uid, gid, verdicts, debug, on_start, on_stop, ready, fs
+        )
+    finally:
+        os.close(lock)
+
+
+def _serve(
+    mfusepy: ModuleType,
+    rv: RV,
+    mp: str,
+    allow_other: bool,
+    uid: int | None,
+    gid: int | None,
+    verdicts: bool,
+    debug: bool,
+    on_start: Hook | None,
+    on_stop: Hook | None,
+    ready: Callable[[], None] | None,
+    fs: RVFs | None,
+) -> RVFs:
     if fs is None:
         fs = RVFs(rv, uid=uid, gid=gid, verdicts=verdicts)
     started = threading.Event()
