@@ -643,3 +643,16 @@ def test_fs_selftest_skips_outside_rv(tmp_path: Path) -> None:
     )
     assert res.returncode == 4
     assert "1..0 # SKIP" in res.stdout
+
+
+def test_pyrv_has_mount_and_umount() -> None:
+    from pyrv.cli.main import _parser
+
+    args = _parser().parse_args(["mount", "/tmp/x", "--monitors", "wip,wwnr", "--compat", "6.12"])
+    assert (args.dir, args.monitors, args.compat, args.foreground) == (
+        "/tmp/x",
+        "wip,wwnr",
+        "6.12",
+        False,
+    )
+    assert _parser().parse_args(["umount", "/tmp/x"]).dir == "/tmp/x"

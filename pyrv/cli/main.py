@@ -18,6 +18,7 @@ from typing import TextIO
 
 from pyrv.api import CheckError, CheckOptions, CheckResult, check
 from pyrv.cli import mon as mon_command
+from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
 from pyrv.models.automaton import ModelError
 from pyrv.monitors.catalogue import build_rv, load_monitor_definition
@@ -164,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         help="after each monitor, say whether TRACE (or the running kernel) has its events",
     )
     ls.set_defaults(run=_cmd_list)
+    mount_command.add_parsers(sub)  # mount, umount (pyrv/cli/mount.py)
     return p
 
 
