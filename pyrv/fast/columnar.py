@@ -1,0 +1,1036 @@
+"""Binary traces as columns: ring-buffer pages decoded into numpy arrays, CPUs merged by time.
+
+The per-event reader (:mod:`pyrv.sources.ring_buffer`) builds one :class:`TraceEvent` per
+record; here a compiled page walker (:func:`walk_pages`) reads the same pages into arrays
+instead: per row its kind (event, or a page whose missed-events flag is set), raw timestamp,
+event id, ``common_pid``, a few integer fields chosen per event id (the *slots*: hook targets,
+condition fields, what the continuity check reads), and where the record lies (so that the
+reference decoder can decode the rare record whose full fields are needed: a start marker,
+the comm of a violation's task, a repeated ``sched_switch``).
+
+Everything the walker needs to know about an event id comes from the reference decoder
+itself (:class:`~pyrv.sources.ring_buffer.PageDecoder`): the fixed size it checks, the
+``__data_loc`` fields whose bounds it checks, ``common_pid``. The walker makes exactly the
+checks the reference makes, in the same order; it never decides what the reference would do
+with a damaged page: it reports :data:`DAMAGE` (or :data:`UNSUPPORTED` for input whose
+reference behaviour it does not reproduce — a timestamp near 2**63, a stream whose time goes
+backwards, an event format with overlapping fields), and the caller hands the whole trace to
+the reference engine. :meth:`ColumnarTrace.validate` walks every page once before any verdict
+is given, so that hand-over always happens before the first record is emitted.
+
+Streams are the reference reader's streams in the reference's order (trace.dat: buffers, then
+CPUs with data; raw directories: CPU files), read in the same chunks (the chunk boundaries
+decide whether a stored lost-event count is readable at the end of a full page), and merged
+in batches by ``(timestamp, stream index, position)`` exactly as
+:func:`pyrv.sources.merge.merge_by_time` orders them. Memory stays bounded: a batch holds
+about :data:`BATCH_ROWS` rows plus at most one pending chunk per stream.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: walker results
+OK, NEED_TYPE, DAMAGE, UNSUPPORTED = 0, 1, 2, 3
+#: row kinds
+ROW_EVENT, ROW_LOST = 0, 1
+#: event-id table states
+T_UNPREPARED, T_KNOWN, T_UNKNOWN_ID, T_UNSUPPORTED = 0, 1, 2, 3
+#: event ids the tables cover (common_type is a u16 on every kernel)
+N_TYPES = 1 << 16
+#: data_loc checks per event kept in the table
+MAX_LOCS = 8
+#: timestamps are kept in int64: anything from here up is left to the reference
+TS_LIMIT = 1 << 62
+#: rows per merged batch (memory is bounded by about this many rows)
+BATCH_ROWS = 1 << 18
+#: pages per chunk, as the reference reads them (TraceDat and iter_cpu_pages: 256)
+CHUNK_PAGES = 256
+
+
+class Unsupported(Exception):
+    """The fast path cannot reproduce the reference on this input: use the reference."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Native code: C compiled once per source text with the system's C compiler, loaded with
+# ctypes. (numba was the first choice; its start-up — about a second to import it and load
+# even cached functions — is more than the whole fast path needs for millions of events.
+# Without a compiler the fast path is not available and the reference engine runs.)
+
+_CFLAGS = ["-O2", "-shared", "-fPIC", "-std=c99", "-fno-strict-aliasing"]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("PYRV_CACHE_DIR")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "pyrv"
+
+
+def build_native(name: str, source: str) -> ctypes.CDLL:
+    """The shared library built from ``source`` (compiled on first use, then cached under
+    ``$PYRV_CACHE_DIR`` or ``~/.cache/pyrv``). Raises :class:`Unsupported` when it cannot be
+    built (no C compiler)."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise Unsupported("no C compiler (cc) to build the fast path's native code")
+    key = hashlib.sha256(
+        "\0".join([source, cc, *_CFLAGS, sys.platform, platform.machine()]).encode()
+    ).hexdigest()[:16]
+    target = _cache_dir() / f"{name}-{key}.so"
+    if not target.exists():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                src = Path(tmp) / f"{name}.c"
+                src.write_text(source)
+                out = Path(tmp) / f"{name}.so"
+                res = subprocess.run(
+                    [cc, *_CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True
+                )
+                if res.returncode != 0:
+                    raise Unsupported(f"building the fast path failed: {res.stderr.strip()}")
+                os.replace(out, target)
+        except OSError as exc:
+            raise Unsupported(f"building the fast path failed: {exc}") from None
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as exc:
+        raise Unsupported(f"loading the fast path failed: {exc}") from None
+
+
+I64, PTR = ctypes.c_int64, ctypes.c_void_p
+
+COLUMNAR_C = r"""
+#include <stdint.h>
+#include <string.h>
+
+#define OK 0
+#define NEED_TYPE 1
+#define DAMAGE 2
+#define UNSUPPORTED 3
+#define ROW_EVENT 0
+#define ROW_LOST 1
+#define T_UNPREPARED 0
+#define T_KNOWN 1
+#define T_UNSUPPORTED 3
+#define N_TYPES 65536
+#define MAX_LOCS 8
+#define TS_LIMIT ((int64_t)1 << 62)
+#define COMMIT_MASK (((int64_t)1 << 27) - 1)
+#define MISSED ((int64_t)1 << 31)
+#define STORED ((int64_t)1 << 30)
+#define TS_MSB (-((int64_t)1 << 59))
+
+static int host_little(void) { const uint16_t one = 1; return *(const uint8_t *)&one == 1; }
+
+static inline uint64_t rdu(const uint8_t *b, int64_t size, int big, int little_host) {
+    if (!big && little_host) {
+        switch (size) {
+        case 1: return b[0];
+        case 2: { uint16_t x; memcpy(&x, b, 2); return x; }
+        case 4: { uint32_t x; memcpy(&x, b, 4); return x; }
+        case 8: { uint64_t x; memcpy(&x, b, 8); return x; }
+        }
+    }
+    uint64_t v = 0;
+    if (big) { for (int64_t i = 0; i < size; i++) v = (v << 8) | b[i]; }
+    else { for (int64_t i = size - 1; i >= 0; i--) v = (v << 8) | b[i]; }
+    return v;
+}
+
+static inline int64_t rdf(const uint8_t *b, int64_t size, int64_t sgn, int big, int lh) {
+    uint64_t v = rdu(b, size, big, lh);
+    if (sgn && size < 8 && ((v >> (8 * size - 1)) & 1)) v |= ~(((uint64_t)1 << (8 * size)) - 1);
+    return (int64_t)v;
+}
+
+#define FAIL(s, at) do { status = (s); info = (at); goto done; } while (0)
+
+/* The pages of buf[lo:hi] (hi plays the reference's len(buf)), checked as
+   ring_buffer.PageDecoder.page checks them. out: status, rows, info, last_ts. */
+void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
+                const int8_t *ttype, const int64_t *tmin, const int64_t *tpid,
+                const int64_t *tnloc, const int64_t *tloc, const int64_t *tslot,
+                int64_t *tmax, int64_t nslots, int64_t last_ts, int64_t store,
+                int8_t *o_kind, int64_t *o_ts, int32_t *o_tid, int64_t *o_pid, int64_t *o_val,
+                int64_t *o_roff, int64_t *o_rlen, int64_t cap, int64_t *out)
+{
+    const int64_t psize = P[0], ts_off = P[1], commit_off = P[2], commit_size = P[3];
+    const int64_t head = P[4], data_size = P[5], tl_bits = P[7], td_bits = P[8];
+    const int64_t max_data = P[9], padding = P[10], extend = P[11], stamp = P[12];
+    const int64_t type_at = P[13], type_size = P[14];
+    const int big = P[6] != 0, lh = host_little();
+    const int64_t tl_mask = ((int64_t)1 << tl_bits) - 1, td_mask = ((int64_t)1 << td_bits) - 1;
+    int64_t n = 0, status = OK, info = 0;
+    for (int64_t base = lo; base < hi; base += psize) {
+        if (hi - base < head) FAIL(DAMAGE, base);
+        int64_t ts = (int64_t)rdu(buf + base + ts_off, 8, big, lh);
+        int64_t commit = (int64_t)rdu(buf + base + commit_off, commit_size, big, lh);
+        int64_t size = commit & COMMIT_MASK;
+        int64_t start = base + head, end = start + size;
+        if (size > data_size || end > hi) FAIL(DAMAGE, base);
+        if (ts < 0 || ts >= TS_LIMIT) FAIL(UNSUPPORTED, base);
+        if (commit & MISSED) {
+            int64_t count = -1;
+            if ((commit & STORED) && end + commit_size <= hi) {
+                count = (int64_t)rdu(buf + end, commit_size, big, lh);
+                if (count < 0) FAIL(UNSUPPORTED, end);
+            }
+            if (ts < last_ts) FAIL(UNSUPPORTED, base);
+            last_ts = ts;
+            if (store) {
+                if (n >= cap) FAIL(UNSUPPORTED, base);
+                o_kind[n] = ROW_LOST; o_ts[n] = ts; o_tid[n] = -1; o_pid[n] = -1;
+                for (int64_t k = 0; k < nslots; k++) o_val[n * nslots + k] = 0;
+                o_val[n * nslots] = count;
+                o_roff[n] = base; o_rlen[n] = 0;
+            }
+            n++;
+        }
+        int64_t pos = start;
+        while (pos < end) {
+            int64_t rec, nxt;
+            if (pos + 4 > end) FAIL(DAMAGE, pos);
+            int64_t word = (int64_t)rdu(buf + pos, 4, big, lh);
+            int64_t tl, delta;
+            if (big) { tl = word >> td_bits; delta = word & td_mask; }
+            else { tl = word & tl_mask; delta = word >> tl_bits; }
+            if (tl > 0 && tl <= max_data) {
+                rec = pos + 4; nxt = rec + 4 * tl;
+            } else if (tl == 0) {
+                if (pos + 8 > end) FAIL(DAMAGE, pos);
+                int64_t length = (int64_t)rdu(buf + pos + 4, 4, big, lh) - 4;
+                rec = pos + 8;
+                nxt = rec + ((length + 3) & ~(int64_t)3);
+                if (length < 0) FAIL(DAMAGE, pos);
+            } else if (tl == padding) {
+                if (delta == 0) break;
+                if (pos + 8 > end) break;
+                ts += delta;
+                if (ts >= TS_LIMIT) FAIL(UNSUPPORTED, pos);
+                pos = pos + 4 + (int64_t)rdu(buf + pos + 4, 4, big, lh);
+                continue;
+            } else if (tl == extend) {
+                if (pos + 8 > end) FAIL(UNSUPPORTED, pos);
+                ts += ((int64_t)rdu(buf + pos + 4, 4, big, lh) << td_bits) + delta;
+                if (ts >= TS_LIMIT) FAIL(UNSUPPORTED, pos);
+                pos += 8;
+                continue;
+            } else if (tl == stamp) {
+                if (pos + 8 > end) FAIL(UNSUPPORTED, pos);
+                ts = (((int64_t)rdu(buf + pos + 4, 4, big, lh) << td_bits) + delta) | (ts & TS_MSB);
+                if (ts < 0 || ts >= TS_LIMIT) FAIL(UNSUPPORTED, pos);
+                pos += 8;
+                continue;
+            } else {
+                FAIL(DAMAGE, pos);
+            }
+            if (nxt > end) FAIL(DAMAGE, pos);
+            ts += delta;
+            if (ts >= TS_LIMIT) FAIL(UNSUPPORTED, pos);
+            if (rec + type_at + type_size > nxt) FAIL(UNSUPPORTED, pos);
+            int64_t tid = (int64_t)rdu(buf + rec + type_at, type_size, big, lh);
+            if (tid < 0 || tid >= N_TYPES) FAIL(UNSUPPORTED, pos);
+            int state = ttype[tid];
+            if (state == T_UNPREPARED) FAIL(NEED_TYPE, tid);
+            if (state == T_UNSUPPORTED) FAIL(UNSUPPORTED, pos);
+            if (state == T_KNOWN) {
+                if (rec + tmin[tid] > nxt) FAIL(DAMAGE, pos);
+                for (int64_t j = 0; j < tnloc[tid]; j++) {
+                    const int64_t *loc = tloc + (tid * MAX_LOCS + j) * 2;
+                    int64_t w = (int64_t)rdu(buf + rec + loc[0], 4, big, lh);
+                    if (rec + loc[1] + (w & 0xFFFF) + (w >> 16) > nxt) FAIL(DAMAGE, pos);
+                }
+            }
+            if (ts < last_ts) FAIL(UNSUPPORTED, pos);
+            last_ts = ts;
+            if (store && n >= cap) FAIL(UNSUPPORTED, pos);
+            int64_t pid = -1;
+            int64_t *mx = tmax + tid * 2 * (nslots + 1), *mn = mx + nslots + 1;
+            if (state == T_KNOWN && tpid[tid * 3 + 1] > 0) {
+                const int64_t *f = tpid + tid * 3;
+                pid = rdf(buf + rec + f[0], f[1], f[2], big, lh);
+                if (f[1] == 8 && !f[2] && pid < 0) FAIL(UNSUPPORTED, pos);
+                if (pid > mx[nslots]) mx[nslots] = pid;
+                if (pid < mn[nslots]) mn[nslots] = pid;
+            }
+            for (int64_t k = 0; k < nslots; k++) {
+                const int64_t *f = tslot + (tid * nslots + k) * 3;
+                int64_t v = 0;
+                if (f[1] > 0) {
+                    v = rdf(buf + rec + f[0], f[1], f[2], big, lh);
+                    if (f[1] == 8 && !f[2] && v < 0) FAIL(UNSUPPORTED, pos);
+                    if (v > mx[k]) mx[k] = v;
+                    if (v < mn[k]) mn[k] = v;
+                }
+                if (store) o_val[n * nslots + k] = v;
+            }
+            if (store) {
+                o_kind[n] = ROW_EVENT; o_ts[n] = ts; o_tid[n] = (int32_t)tid; o_pid[n] = pid;
+                o_roff[n] = rec; o_rlen[n] = nxt - rec;
+            }
+            n++;
+            pos = nxt;
+        }
+    }
+done:
+    out[0] = status; out[1] = n; out[2] = info; out[3] = last_ts;
+}
+
+/* Positions of the rows of runs ts[bounds[r]:bounds[r+1]] in merged order: always the
+   smallest head first, ties to the lower run (heapq.merge over (ts, run, seq)). */
+void merge_heads(const int64_t *ts, const int64_t *bounds, int64_t runs, int64_t *heads,
+                 int64_t *out)
+{
+    int64_t n = 0;
+    for (;;) {
+        int64_t best = -1, best_ts = 0;
+        for (int64_t r = 0; r < runs; r++) {
+            int64_t h = heads[r];
+            if (h < bounds[r + 1] && (best < 0 || ts[h] < best_ts)) { best = r; best_ts = ts[h]; }
+        }
+        if (best < 0) return;
+        out[n++] = heads[best]++;
+    }
+}
+"""
+
+_lib: ctypes.CDLL | None = None
+
+
+def native() -> ctypes.CDLL:
+    """The walker's library (built on first use)."""
+    global _lib
+    if _lib is None:
+        lib = build_native("pyrv_columnar", COLUMNAR_C)
+        lib.walk_pages.restype = None
+        lib.walk_pages.argtypes = [PTR, I64, I64, *[PTR] * 8, I64, I64, I64, *[PTR] * 7]
+        lib.walk_pages.argtypes += [I64, PTR]
+        lib.merge_heads.restype = None
+        lib.merge_heads.argtypes = [PTR, PTR, I64, PTR, PTR]
+        _lib = lib
+    return _lib
+
+
+def available() -> bool:
+    """Whether the native code can be built and loaded here."""
+    try:
+        native()
+    except Unsupported:
+        return False
+    return True
+
+
+def ptr(a: np.ndarray) -> int:
+    """The address of a C-contiguous array's data."""
+    assert a.flags.c_contiguous, "native code needs contiguous arrays"
+    return a.ctypes.data
+
+
+# ---------------------------------------------------------------------------------------------
+# What the walker needs to know per event id, taken from the reference decoder.
+
+
+@dataclass
+class TypeInfo:
+    """One event id as the reference decodes it."""
+
+    tid: int
+    decoder: Any  # EventDecoder, None for an id without a format
+    name: str
+    system: str | None
+    slots: list[str] = field(default_factory=list)  # field names in slot order
+    int_fields: frozenset[str] = frozenset()  # fields whose decoded value is an int
+    str_fields: frozenset[str] = frozenset()  # fields whose decoded value is a str
+    slot_specs: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
+
+
+#: ``plan(info) -> slot field names``, or raises Unsupported (the event cannot be expressed)
+SlotPlanner = Callable[[TypeInfo], list[str]]
+
+
+def _struct_int(f: Any) -> bool:
+    """The reference reads the field with a struct integer code (see ring_buffer._struct_code)."""
+    return (not f.data_loc) and f.size in (1, 2, 4, 8) and f.array_len is None
+
+
+class TypeTables:
+    """The per-event-id arrays the walker reads, filled on demand from the reference decoder."""
+
+    def __init__(self, page_decoder: Any, nslots: int, planner: SlotPlanner) -> None:
+        self.pd = page_decoder
+        self.nslots = nslots
+        self.planner = planner
+        self.ttype = np.zeros(N_TYPES, np.int8)
+        self.tmin = np.zeros(N_TYPES, np.int64)
+        self.tpid = np.zeros((N_TYPES, 3), np.int64)
+        self.tnloc = np.zeros(N_TYPES, np.int64)
+        self.tloc = np.zeros((N_TYPES, MAX_LOCS, 2), np.int64)
+        self.tslot = np.zeros((N_TYPES, nslots, 3), np.int64)
+        #: largest, then smallest value seen per event id and slot (each half's last column:
+        #: common_pid)
+        self.tmax = np.full((N_TYPES, 2 * (nslots + 1)), -1, np.int64)
+        self.tmax[:, nslots + 1 :] = np.iinfo(np.int64).max
+        self.info: dict[int, TypeInfo] = {}
+
+    def prepare(self, tid: int) -> TypeInfo:
+        if tid in self.info:
+            return self.info[tid]
+        dec = self.pd.decoder(tid)
+        if dec is None:
+            info = TypeInfo(tid, None, "unknown", None)
+            self.info[tid] = info
+            self.ttype[tid] = T_UNKNOWN_ID
+            info.slots = self._plan(info)
+            return info
+        fmt = dec.format
+        info = TypeInfo(tid, dec, dec.name, dec.system)
+        self.info[tid] = info
+        try:
+            self._fill(tid, info, fmt, dec)
+        except Unsupported:
+            self.ttype[tid] = T_UNSUPPORTED
+            return info
+        self.ttype[tid] = T_KNOWN
+        return info
+
+    def _plan(self, info: TypeInfo) -> list[str]:
+        try:
+            slots = self.planner(info)
+        except Unsupported:
+            self.ttype[info.tid] = T_UNSUPPORTED
+            return []
+        if slots:  # an id without a format has no fields to read
+            self.ttype[info.tid] = T_UNSUPPORTED
+        return slots
+
+    def _fill(self, tid: int, info: TypeInfo, fmt: Any, dec: Any) -> None:
+        fields = sorted([*fmt.common_fields, *fmt.fields], key=lambda f: f.offset)
+        pos = 0
+        for f in fields:  # the reference reads overlapping fields on their own: not here
+            if not (f.size == 4 if f.data_loc else f.size != 0):
+                continue
+            if f.offset < pos:
+                raise Unsupported(f"{fmt.name}: overlapping fields")
+            pos = f.offset + f.size
+        self.tmin[tid] = dec.min_size
+        locs = [f for f in fmt.fields if f.data_loc and f.size == 4]
+        if len(locs) > MAX_LOCS:
+            raise Unsupported(f"{fmt.name}: too many dynamic fields")
+        self.tnloc[tid] = len(locs)
+        for j, f in enumerate(locs):
+            rel = f.offset + f.size if f.type.startswith("__rel_loc") else 0
+            self.tloc[tid, j] = (f.offset, rel)
+        common = {f.name: f for f in fmt.common_fields}
+        cpid = common.get("common_pid")
+        if cpid is not None:
+            if not _struct_int(cpid):
+                raise Unsupported(f"{fmt.name}: common_pid is not an integer")
+            self.tpid[tid] = (cpid.offset, cpid.size, int(cpid.signed))
+        # what each field decodes to: decode an all-zero record with the reference decoder
+        try:
+            _pid, _fl, _pr, values = dec.decode(bytes(dec.min_size), 0, dec.min_size)
+        except Exception as exc:  # noqa: BLE001 - anything odd: the reference decides
+            raise Unsupported(f"{fmt.name}: {exc}") from None
+        info.int_fields = frozenset(
+            k for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool)
+        )
+        info.str_fields = frozenset(k for k, v in values.items() if isinstance(v, str))
+        by_name = {f.name: f for f in fmt.fields}
+        for name, f in by_name.items():
+            if _struct_int(f):
+                info.slot_specs[name] = (f.offset, f.size, bool(f.signed))
+        slots = self.planner(info)
+        if len(slots) > self.nslots:
+            raise Unsupported(f"{fmt.name}: too many fields to read")
+        for k, name in enumerate(slots):
+            spec = info.slot_specs.get(name)
+            if spec is None:
+                raise Unsupported(f"{fmt.name}: field {name} cannot be read as a column")
+            self.tslot[tid, k] = (spec[0], spec[1], int(spec[2]))
+        info.slots = slots
+
+    def walker_args(self) -> tuple:
+        return (self.ttype, self.tmin, self.tpid, self.tnloc, self.tloc, self.tslot, self.tmax)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams: where each CPU's pages are, read in the chunks the reference reads them in.
+
+
+@dataclass
+class Chunk:
+    """Whole pages ``arr[0:len]`` (the reference's ``buf``); ``pybuf`` holds the same bytes for
+    the reference decoder."""
+
+    arr: np.ndarray
+    pybuf: bytes
+
+
+#: a chunk's bytes, produced when called (read, decompress); run ahead in worker threads
+ChunkTask = Callable[[], bytes]
+
+
+@dataclass
+class StreamSpec:
+    """One CPU of one buffer: the reference's stream of that index."""
+
+    index: int
+    cpu: int
+    source: str
+    tasks: Callable[[], Iterator[ChunkTask]]  # a fresh iterator per call (validate, read)
+    carry: bool = False  # v7 compressed: pages continue across chunk boundaries
+
+
+def _layout_params(layout: Any, type_at: int, type_size: int) -> np.ndarray:
+    hp, he = layout.page, layout.event
+    if hp.commit_size not in (4, 8):
+        raise Unsupported(f"page header commit of {hp.commit_size} bytes")
+    if hp.timestamp_offset + 8 > hp.data_offset or hp.commit_offset + hp.commit_size > (
+        hp.data_offset
+    ):
+        raise Unsupported("page header fields outside the header")
+    if hp.page_size <= 0:
+        raise Unsupported("page size 0")
+    return np.array(
+        [
+            hp.page_size,
+            hp.timestamp_offset,
+            hp.commit_offset,
+            hp.commit_size,
+            hp.data_offset,
+            hp.data_size,
+            int(layout.byteorder == ">"),
+            he.type_len_bits,
+            he.time_delta_bits,
+            he.data_max_type_len,
+            he.padding,
+            he.time_extend,
+            -1 if he.time_stamp is None else he.time_stamp,
+            type_at,
+            type_size,
+        ],
+        np.int64,
+    )
+
+
+class _File:
+    """A regular file read with pread (nothing of it stays mapped: memory stays flat)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Unsupported(f"{path} is not a regular file")
+        finally:
+            os.close(fd)
+        self.size = st.st_size
+        self._fd: int | None = None
+
+    def read(self, offset: int, size: int) -> bytes:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return os.pread(self._fd, size, offset)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _plain_tasks(f: _File, start: int, end: int, step: int) -> Callable[[], Iterator[ChunkTask]]:
+    def gen() -> Iterator[ChunkTask]:
+        for lo in range(start, end, step):
+            n = min(lo + step, end) - lo
+            yield lambda lo=lo, n=n: f.read(lo, n)
+
+    return gen
+
+
+def _compressed_tasks(
+    f: _File, offset: int, decompress: Callable[[bytes, int], bytes], order: str
+) -> Callable[[], Iterator[ChunkTask]]:
+    """v7 compressed CPU data: ``u32 count`` then ``{u32 csize, u32 size, data}`` chunks."""
+    endian = "little" if order == "<" else "big"
+
+    def u32(at: int) -> int:
+        raw = f.read(at, 4)
+        if len(raw) < 4:
+            raise Unsupported("compressed data truncated")
+        return int.from_bytes(raw, endian)
+
+    def inflate(pos: int, csize: int, usize: int) -> bytes:
+        blob = f.read(pos, csize)
+        if len(blob) != csize:
+            raise Unsupported("compressed chunk truncated")
+        try:
+            data = decompress(blob, usize)
+        except Exception as exc:  # noqa: BLE001 - the reference reports it
+            raise Unsupported(f"chunk does not decompress: {exc}") from None
+        if len(data) != usize:
+            raise Unsupported("chunk decompressed to an unexpected size")
+        return data
+
+    def gen() -> Iterator[ChunkTask]:
+        pos = offset
+        count = u32(pos)
+        pos += 4
+        for _ in range(count):
+            csize, usize = u32(pos), u32(pos + 4)
+            pos += 8
+            if usize > 1 << 28:
+                raise Unsupported("implausible chunk size")
+            yield lambda pos=pos, csize=csize, usize=usize: inflate(pos, csize, usize)
+            pos += csize
+
+    return gen
+
+
+#: chunks read/decompressed ahead of the walker, in worker threads
+_AHEAD = 6
+
+
+def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[Chunk]:
+    """The stream's chunks, produced ahead by ``pool``, with TraceDat._cpu_items' carrying of
+    partial pages across compressed chunks."""
+    tasks = spec.tasks()
+    pending: deque[Future[bytes]] = deque()
+    rest = b""
+    while True:
+        while len(pending) < _AHEAD:
+            task = next(tasks, None)
+            if task is None:
+                break
+            pending.append(pool.submit(task))
+        if not pending:
+            break
+        data = pending.popleft().result()
+        if not spec.carry:
+            yield Chunk(np.frombuffer(data, np.uint8), data)
+            continue
+        data = rest + data if rest else data
+        whole = len(data) - len(data) % psize
+        rest = data[whole:]
+        if whole < len(data):
+            data = data[:whole]
+        yield Chunk(np.frombuffer(data, np.uint8), data)
+    if rest:
+        yield Chunk(np.frombuffer(rest, np.uint8), rest)
+
+
+# ---------------------------------------------------------------------------------------------
+# A trace as columns.
+
+_COLUMNS = ("kind", "ts", "tid", "pid", "val", "roff", "rlen", "seg")
+
+
+@dataclass
+class Rows:
+    """Decoded rows: per stream in stream order, or a batch (streams concatenated)."""
+
+    kind: np.ndarray  # int8: ROW_EVENT or ROW_LOST
+    ts: np.ndarray  # int64, raw (the file's OFFSET not applied)
+    tid: np.ndarray  # int32 event id (-1: lost row)
+    pid: np.ndarray  # int64 common_pid (-1: none)
+    val: np.ndarray  # int64 [rows, slots] (lost rows: stored count or -1 in slot 0)
+    roff: np.ndarray  # int64 record offset in its segment
+    rlen: np.ndarray  # int64 record length
+    seg: np.ndarray  # int64 segment id (which chunk's bytes)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def part(self, lo: int, hi: int) -> Rows:
+        return Rows(*(getattr(self, c)[lo:hi] for c in _COLUMNS))
+
+
+@dataclass
+class Batch:
+    """Rows of every stream (concatenated in stream order) and their merged order.
+
+    ``order[j]`` is the row at merged position ``j`` (None: the rows are already in merged
+    order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a chunk's bytes."""
+
+    rows: Rows
+    order: np.ndarray | None
+    stream: np.ndarray
+    segments: dict[int, bytes]
+
+    def merged(self) -> np.ndarray:
+        """Row indices in merged order."""
+        return self.order if self.order is not None else np.arange(len(self.rows))
+
+
+class _Pending:
+    """One stream's decoded rows not yet emitted (one growing buffer)."""
+
+    def __init__(self, nslots: int, cap: int) -> None:
+        self.n = 0
+        self.cols = Rows(
+            np.empty(cap, np.int8),
+            np.empty(cap, np.int64),
+            np.empty(cap, np.int32),
+            np.empty(cap, np.int64),
+            np.empty((cap, nslots), np.int64),
+            np.empty(cap, np.int64),
+            np.empty(cap, np.int64),
+            np.empty(cap, np.int64),
+        )
+        self.segs: dict[int, bytes] = {}
+
+    @property
+    def cap(self) -> int:
+        return len(self.cols.ts)
+
+    def reserve(self, more: int) -> None:
+        if self.n + more <= self.cap:
+            return
+        cap = max(self.n + more, 2 * self.cap)
+        old = self.cols
+        self.cols = Rows(*(_grow(getattr(old, c), self.n, cap) for c in _COLUMNS))
+
+    def below(self, limit: int | None) -> int:
+        """How many pending rows come before ``limit`` (all: None)."""
+        n = self.n
+        return n if limit is None else int(np.searchsorted(self.cols.ts[:n], limit, "left"))
+
+    def head(self, cut: int) -> tuple[Rows, dict[int, bytes]]:
+        """Views of the first ``cut`` rows and the segments they use (valid until drop)."""
+        out = self.cols.part(0, cut)
+        if not cut:
+            return out, {}
+        first, last = int(out.seg[0]), int(out.seg[-1])  # segment ids grow along the rows
+        return out, {k: v for k, v in self.segs.items() if first <= k <= last}
+
+    def drop(self, cut: int) -> None:
+        """Forget the first ``cut`` rows."""
+        if not cut:
+            return
+        n = self.n
+        for c in _COLUMNS:
+            col = getattr(self.cols, c)
+            col[: n - cut] = col[cut:n]
+        self.n = n - cut
+        keep = int(self.cols.seg[0]) if self.n else None
+        self.segs = {k: v for k, v in self.segs.items() if keep is not None and k >= keep}
+
+
+def _grow(col: np.ndarray, n: int, cap: int) -> np.ndarray:
+    new = np.empty((cap, *col.shape[1:]), col.dtype)
+    new[:n] = col[:n]
+    return new
+
+
+class _StreamReader:
+    """Decodes one stream, chunk by chunk, into its pending rows."""
+
+    def __init__(self, trace: ColumnarTrace, spec: StreamSpec, pool: ThreadPoolExecutor) -> None:
+        self.trace = trace
+        self.spec = spec
+        self.chunks = _chunks(spec, pool, trace.psize)
+        self.pending = _Pending(trace.nslots, trace.batch_rows // 2 + 4096)
+        self.live = True
+        self.last_ts = -1
+
+    @property
+    def tail_ts(self) -> int:
+        return int(self.pending.cols.ts[self.pending.n - 1])
+
+    def fill(self, rows: int) -> None:
+        """Decode chunks until ``rows`` rows are pending or the stream ends."""
+        while self.live and self.pending.n < rows:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                self.live = False
+                return
+            self.trace._decode(chunk, self)
+
+    def grow_one(self) -> None:
+        """Decode at least one more row (or find the stream exhausted)."""
+        want = self.pending.n + 1
+        self.fill(want)
+
+
+class ColumnarTrace:
+    """A binary trace's streams, validated, then read as merged batches of rows.
+
+    ``streams`` are :class:`StreamSpec` in the reference's stream order; ``page_decoder`` is a
+    reference :class:`~pyrv.sources.ring_buffer.PageDecoder` for the trace (its formats,
+    layout, cmdlines and printk formats); ``planner`` picks each event id's slot fields.
+    """
+
+    def __init__(
+        self,
+        streams: list[StreamSpec],
+        page_decoder: Any,
+        nslots: int,
+        planner: SlotPlanner,
+        *,
+        batch_rows: int | None = None,
+    ) -> None:
+        self.streams = streams
+        self.pd = page_decoder
+        layout = page_decoder.layout
+        self.layout = layout
+        self.nslots = max(1, nslots)
+        self.tables = TypeTables(page_decoder, self.nslots, planner)
+        # common_type is read as PageDecoder reads it (a 1, 2 or 4 byte struct code)
+        type_size = page_decoder._type.__self__.size
+        self.P = _layout_params(layout, page_decoder._type_at, type_size)
+        self.psize = layout.page_size
+        self.batch_rows = batch_rows or BATCH_ROWS
+        self._out = np.zeros(4, np.int64)
+        self._lib = native()
+        self._seg = 0
+
+    @property
+    def tmax(self) -> np.ndarray:
+        """Per event id, the largest value of each slot (last column: ``common_pid``)."""
+        return self.tables.tmax[:, : self.nslots + 1]
+
+    @property
+    def tlow(self) -> np.ndarray:
+        """Per event id, the smallest value of each slot (last column: ``common_pid``)."""
+        return self.tables.tmax[:, self.nslots + 1 :]
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def _walk(self, chunk: Chunk, last_ts: int, dest: _Pending | None) -> tuple[int, int, int]:
+        """Walk one chunk (into ``dest``'s buffer, or only check it); (status, rows, info)
+        with ``last_ts`` updated in ``self._out[3]``."""
+        n = len(chunk.arr)
+        t = self.tables
+        if dest is not None:
+            dest.reserve(n // 8 + n // self.psize + 8)
+            c, at = dest.cols, dest.n
+            outs = (
+                c.kind.ctypes.data + at,
+                c.ts.ctypes.data + 8 * at,
+                c.tid.ctypes.data + 4 * at,
+                c.pid.ctypes.data + 8 * at,
+                c.val.ctypes.data + 8 * at * self.nslots,
+                c.roff.ctypes.data + 8 * at,
+                c.rlen.ctypes.data + 8 * at,
+            )
+            cap = dest.cap - at
+        else:
+            outs, cap = (None,) * 7, 0
+        out = self._out
+        while True:
+            self._lib.walk_pages(
+                chunk.arr.ctypes.data,
+                0,
+                n,
+                self.P.ctypes.data,
+                t.ttype.ctypes.data,
+                t.tmin.ctypes.data,
+                t.tpid.ctypes.data,
+                t.tnloc.ctypes.data,
+                t.tloc.ctypes.data,
+                t.tslot.ctypes.data,
+                t.tmax.ctypes.data,
+                self.nslots,
+                last_ts,
+                int(dest is not None),
+                *outs,
+                cap,
+                out.ctypes.data,
+            )
+            status, rows, info = int(out[0]), int(out[1]), int(out[2])
+            if status == NEED_TYPE:
+                t.prepare(info)
+                continue  # walk the chunk again, now that the id is known
+            return status, rows, info
+
+    def validate(self) -> None:
+        """Walk every page of every stream once; raise :class:`Unsupported` at the first page
+        the reference would reject or that the fast path would not reproduce."""
+        with ThreadPoolExecutor(2) as pool:
+            for spec in self.streams:
+                last = -1
+                for chunk in _chunks(spec, pool, self.psize):
+                    status, _n, info = self._walk(chunk, last, None)
+                    last = int(self._out[3])
+                    if status == DAMAGE:
+                        raise Unsupported(f"{spec.source}: damaged page data near offset {info}")
+                    if status != OK:
+                        raise Unsupported(f"{spec.source}: input the fast path does not reproduce")
+
+    def _decode(self, chunk: Chunk, reader: _StreamReader) -> None:
+        dest = reader.pending
+        at = dest.n
+        status, rows, _info = self._walk(chunk, reader.last_ts, dest)
+        if status != OK:  # validate() walked the same bytes: this cannot happen
+            raise RuntimeError(f"{reader.spec.source}: page walk failed after validation")
+        reader.last_ts = int(self._out[3])
+        if rows:
+            seg = self._seg
+            self._seg += 1
+            dest.cols.seg[at : at + rows] = seg
+            dest.segs[seg] = chunk.pybuf
+            dest.n = at + rows
+
+    # -- merged batches -------------------------------------------------------------------------
+
+    def batches(self) -> Iterator[Batch]:
+        """Merged batches of rows, in the reference's item order."""
+        with ThreadPoolExecutor(1) as pool:
+            readers = [_StreamReader(self, s, pool) for s in self.streams]
+            share = max(1, self.batch_rows // max(1, len(readers)))
+            while True:
+                for r in readers:
+                    r.fill(share)
+                if not any(r.pending.n for r in readers):
+                    return
+                while True:
+                    live = [r for r in readers if r.live]
+                    limit = min(r.tail_ts for r in live) if live else None
+                    if limit is None:
+                        break
+                    ready = sum(
+                        int(np.searchsorted(r.pending.cols.ts[: r.pending.n], limit, "left"))
+                        for r in readers
+                    )
+                    if ready:
+                        break
+                    min(live, key=lambda r: r.tail_ts).grow_one()
+                cuts = [r.pending.below(limit) for r in readers]
+                batch = self._merge(readers, cuts)
+                for r, cut in zip(readers, cuts, strict=True):
+                    r.pending.drop(cut)
+                yield batch
+
+    def _merge(self, readers: list[_StreamReader], cuts: list[int]) -> Batch:
+        segments: dict[int, bytes] = {}
+        pieces = []
+        bounds = [0]
+        streams = []
+        for reader, cut in zip(readers, cuts, strict=True):
+            if cut:
+                rows, segs = reader.pending.head(cut)
+                pieces.append(rows)
+                bounds.append(bounds[-1] + cut)
+                streams.append(np.full(cut, reader.spec.index, np.int64))
+                segments.update(segs)
+        if len(pieces) == 1:
+            cat = Rows(*(getattr(pieces[0], c).copy() for c in _COLUMNS))
+            return Batch(cat, None, streams[0], segments)
+        cat = Rows(*(np.concatenate([getattr(p, c) for p in pieces]) for c in _COLUMNS))
+        runs = np.array(bounds, np.int64)
+        order = np.empty(len(cat), np.int64)
+        heads = runs[:-1].copy()
+        self._lib.merge_heads(ptr(cat.ts), ptr(runs), len(runs) - 1, ptr(heads), ptr(order))
+        return Batch(cat, order, np.concatenate(streams), segments)
+
+    def decode_record(self, batch: Batch, row: int) -> dict[str, Any]:
+        """The reference decoder's fields of the event in row ``row`` of ``batch``."""
+        rows = batch.rows
+        info = self.tables.info[int(rows.tid[row])]
+        buf = batch.segments[int(rows.seg[row])]
+        rec = int(rows.roff[row])
+        return info.decoder.decode(buf, rec, rec + int(rows.rlen[row]))[3]
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the streams of a reader the reference opened.
+
+
+def streams_of(reader: Any) -> tuple[list[StreamSpec], Any]:
+    """The streams of a reference reader (TraceDat, RawTraceDir, RawPagesFile) and the
+    PageDecoder the reference uses for it. Raises :class:`Unsupported` for anything else."""
+    from pyrv.sources.detect import RawPagesFile
+    from pyrv.sources.ring_buffer import PageDecoder, RawTraceDir
+    from pyrv.sources.tracedat import TraceDat
+
+    if isinstance(reader, TraceDat):
+        return _tracedat_streams(reader, PageDecoder)
+    if isinstance(reader, RawTraceDir):
+        pd = PageDecoder(
+            reader.formats,
+            reader.layout,
+            source=reader.source,
+            cmdlines=reader.cmdlines,
+            printk=reader.printk,
+        )
+        step = reader.layout.page_size * CHUNK_PAGES
+        specs = []
+        for i, cf in enumerate(reader.files):
+            f = _File(str(cf.path))
+            specs.append(StreamSpec(i, cf.cpu, str(cf.path), _plain_tasks(f, 0, f.size, step)))
+        return specs, pd
+    if isinstance(reader, RawPagesFile):
+        pd = PageDecoder(reader.formats, reader.layout, source=reader.source)
+        f = _File(reader.path)
+        step = reader.layout.page_size * CHUNK_PAGES
+        return [StreamSpec(0, reader.cpu, reader.source, _plain_tasks(f, 0, f.size, step))], pd
+    raise Unsupported(f"{type(reader).__name__} input")
+
+
+def _tracedat_streams(td: Any, page_decoder_cls: Any) -> tuple[list[StreamSpec], Any]:
+    from pyrv.sources.tracedat import _decompressor
+
+    if td.tsc2nsec:
+        raise Unsupported("TSC2NSEC timestamps")
+    if abs(td.ts_offset) >= 1 << 62:
+        raise Unsupported("huge OFFSET option")
+    buffers = td._selected()
+    if any(b.latency for b in buffers):
+        raise Unsupported("latency text buffer")
+    psize = td.layout.page_size
+    for b in buffers:
+        if b.page_size and b.page_size != psize:
+            raise Unsupported("buffer page size differs from header_page")
+    pd = page_decoder_cls(
+        td.formats,
+        td.layout,
+        source=td.source,
+        cmdlines=td.cmdlines,
+        printk=td.printk or None,
+    )
+    f = _File(td.path)
+    decompress = None
+    if td.compression != "none":
+        _decompressor(td.compression, td.source)  # the reference's error when unavailable
+        local = threading.local()  # a decompression context is not thread-safe: one per thread
+
+        def decompress(data: bytes, size: int) -> bytes:
+            fn = getattr(local, "fn", None)
+            if fn is None:
+                fn = local.fn = _decompressor(td.compression, td.source)
+            return fn(data, size)
+
+    specs = []
+    for buf in buffers:
+        for cd in buf.cpus:
+            if not cd.size:
+                continue
+            if decompress is None:
+                if cd.offset + cd.size > f.size:
+                    raise Unsupported("truncated CPU data")
+                tasks = _plain_tasks(f, cd.offset, cd.offset + cd.size, psize * CHUNK_PAGES)
+            else:
+                tasks = _compressed_tasks(f, cd.offset, decompress, td.byteorder)
+            specs.append(StreamSpec(len(specs), cd.cpu, td.source, tasks, carry=bool(decompress)))
+    return specs, pd
