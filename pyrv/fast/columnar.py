@@ -144,7 +144,7 @@ COLUMNAR_C = r"""
 static int host_little(void) { const uint16_t one = 1; return *(const uint8_t *)&one == 1; }
 
 static inline uint64_t rdu(const uint8_t *b, int64_t size, int big, int little_host) {
-    if (!big && little_host) {
+    if (!big && little_host) {  /* the common case: one unaligned load */
         switch (size) {
         case 1: return b[0];
         case 2: { uint16_t x; memcpy(&x, b, 2); return x; }
@@ -172,8 +172,8 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
                 const int8_t *ttype, const int64_t *tmin, const int64_t *tpid,
                 const int64_t *tnloc, const int64_t *tloc, const int64_t *tslot,
                 int64_t *tmax, int64_t nslots, int64_t last_ts, int64_t store,
-                int8_t *o_kind, int64_t *o_ts, int32_t *o_tid, int64_t *o_pid, int64_t *o_val,
-                int64_t *o_roff, int64_t *o_rlen, int64_t cap, int64_t *out)
+                int8_t *o_kind, int64_t *o_ts, int32_t *o_tid, int32_t *o_pid, int64_t *o_val,
+                int32_t *o_roff, int32_t *o_rlen, int64_t cap, int64_t *out)
 {
     const int64_t psize = P[0], ts_off = P[1], commit_off = P[2], commit_size = P[3];
     const int64_t head = P[4], data_size = P[5], tl_bits = P[7], td_bits = P[8];
@@ -203,7 +203,7 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
                 o_kind[n] = ROW_LOST; o_ts[n] = ts; o_tid[n] = -1; o_pid[n] = -1;
                 for (int64_t k = 0; k < nslots; k++) o_val[n * nslots + k] = 0;
                 o_val[n * nslots] = count;
-                o_roff[n] = base; o_rlen[n] = 0;
+                o_roff[n] = (int32_t)base; o_rlen[n] = 0;
             }
             n++;
         }
@@ -270,7 +270,7 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
             if (state == T_KNOWN && tpid[tid * 3 + 1] > 0) {
                 const int64_t *f = tpid + tid * 3;
                 pid = rdf(buf + rec + f[0], f[1], f[2], big, lh);
-                if (f[1] == 8 && !f[2] && pid < 0) FAIL(UNSUPPORTED, pos);
+                if (pid < INT32_MIN || pid > INT32_MAX) FAIL(UNSUPPORTED, pos);
                 if (pid > mx[nslots]) mx[nslots] = pid;
                 if (pid < mn[nslots]) mn[nslots] = pid;
             }
@@ -286,8 +286,8 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
                 if (store) o_val[n * nslots + k] = v;
             }
             if (store) {
-                o_kind[n] = ROW_EVENT; o_ts[n] = ts; o_tid[n] = (int32_t)tid; o_pid[n] = pid;
-                o_roff[n] = rec; o_rlen[n] = nxt - rec;
+                o_kind[n] = ROW_EVENT; o_ts[n] = ts; o_tid[n] = (int32_t)tid;
+                o_pid[n] = (int32_t)pid; o_roff[n] = (int32_t)rec; o_rlen[n] = (int32_t)(nxt - rec);
             }
             n++;
             pos = nxt;
@@ -653,11 +653,11 @@ class Rows:
     kind: np.ndarray  # int8: ROW_EVENT or ROW_LOST
     ts: np.ndarray  # int64, raw (the file's OFFSET not applied)
     tid: np.ndarray  # int32 event id (-1: lost row)
-    pid: np.ndarray  # int64 common_pid (-1: none)
+    pid: np.ndarray  # int32 common_pid (-1: none)
     val: np.ndarray  # int64 [rows, slots] (lost rows: stored count or -1 in slot 0)
-    roff: np.ndarray  # int64 record offset in its segment
-    rlen: np.ndarray  # int64 record length
-    seg: np.ndarray  # int64 segment id (which chunk's bytes)
+    roff: np.ndarray  # int32 record offset in its chunk
+    rlen: np.ndarray  # int32 record length
+    seg: np.ndarray  # int32 segment id (which chunk's bytes)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -692,11 +692,11 @@ class _Pending:
             np.empty(cap, np.int8),
             np.empty(cap, np.int64),
             np.empty(cap, np.int32),
-            np.empty(cap, np.int64),
+            np.empty(cap, np.int32),
             np.empty((cap, nslots), np.int64),
-            np.empty(cap, np.int64),
-            np.empty(cap, np.int64),
-            np.empty(cap, np.int64),
+            np.empty(cap, np.int32),
+            np.empty(cap, np.int32),
+            np.empty(cap, np.int32),
         )
         self.segs: dict[int, bytes] = {}
 
@@ -829,10 +829,10 @@ class ColumnarTrace:
                 c.kind.ctypes.data + at,
                 c.ts.ctypes.data + 8 * at,
                 c.tid.ctypes.data + 4 * at,
-                c.pid.ctypes.data + 8 * at,
+                c.pid.ctypes.data + 4 * at,
                 c.val.ctypes.data + 8 * at * self.nslots,
-                c.roff.ctypes.data + 8 * at,
-                c.rlen.ctypes.data + 8 * at,
+                c.roff.ctypes.data + 4 * at,
+                c.rlen.ctypes.data + 4 * at,
             )
             cap = dest.cap - at
         else:
@@ -932,7 +932,7 @@ class ColumnarTrace:
                 rows, segs = reader.pending.head(cut)
                 pieces.append(rows)
                 bounds.append(bounds[-1] + cut)
-                streams.append(np.full(cut, reader.spec.index, np.int64))
+                streams.append(np.full(cut, reader.spec.index, np.int32))
                 segments.update(segs)
         if len(pieces) == 1:
             cat = Rows(*(getattr(pieces[0], c).copy() for c in _COLUMNS))

@@ -108,8 +108,8 @@ ENGINE_C = r"""
 
 typedef struct {
     /* rows */
-    const int8_t *kind; const int64_t *ts; const int32_t *tid; const int64_t *pid;
-    const int64_t *val; const int64_t *stream; const int64_t *condbits; const int64_t *order;
+    const int8_t *kind; const int64_t *ts; const int32_t *tid; const int32_t *pid;
+    const int64_t *val; const int32_t *stream; const int64_t *condbits; const int64_t *order;
     int64_t nslots; const int64_t *stream_cpu;
     /* per event id */
     const int64_t *t_hs, *t_he, *t_seen; const uint8_t *t_judged, *t_switch;
