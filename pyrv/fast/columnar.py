@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -535,7 +536,8 @@ def _layout_params(layout: Any, type_at: int, type_size: int) -> np.ndarray:
 
 
 class _File:
-    """A regular file read with pread (nothing of it stays mapped: memory stays flat)."""
+    """A regular file read with pread (nothing of it stays mapped: memory stays flat). The
+    descriptor is closed when the object goes away."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -544,20 +546,15 @@ class _File:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise Unsupported(f"{path} is not a regular file")
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
         self.size = st.st_size
-        self._fd: int | None = None
+        self.fd = fd
+        weakref.finalize(self, os.close, fd)
 
     def read(self, offset: int, size: int) -> bytes:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return os.pread(self._fd, size, offset)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        return os.pread(self.fd, size, offset)
 
 
 def _plain_tasks(f: _File, start: int, end: int, step: int) -> Callable[[], Iterator[ChunkTask]]:
