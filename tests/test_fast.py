@@ -324,10 +324,12 @@ def test_synthetic_trace_options(tmp_path: Path, defs: list[Path], opts: dict) -
 
 
 def test_small_batches_and_log(tmp_path: Path, defs: list[Path], monkeypatch) -> None:
-    """Batch boundaries everywhere (carried switches and comms, start across batches) and a
-    log that fills up mid-batch."""
+    """Batch boundaries everywhere (carried switches and comms, start across batches), a
+    log that fills up mid-batch, and more verdicts than are held back while reading
+    speculatively (the input is then validated first and read again)."""
     monkeypatch.setattr(columnar, "BATCH_ROWS", 37)
     monkeypatch.setattr(engine, "LOG_CAP", 9)
+    monkeypatch.setattr(engine, "DEFER_CAP", 50)
     path = synth_dat(tmp_path, seed=4)
     assert_same(path, monitors=ALL, definitions=defs, emit_events=True, start_marker="START")
     raw = synth_raw_dir(tmp_path, seed=5)
@@ -377,8 +379,7 @@ def test_falls_back_before_any_verdict(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("cut", [0.5, 0.93])
-@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize(("cut", "partial"), [(0.5, False), (0.93, True)])
 def test_damaged_files_are_the_reference_s(tmp_path: Path, cut: float, partial: bool) -> None:
     data = synth_dat(tmp_path, seed=8, version=6).read_bytes()
     damaged = tmp_path / "damaged.dat"

@@ -879,8 +879,10 @@ class ColumnarTrace:
         dest = reader.pending
         at = dest.n
         status, rows, _info = self._walk(chunk, reader.last_ts, dest)
-        if status != OK:  # validate() walked the same bytes: this cannot happen
-            raise RuntimeError(f"{reader.spec.source}: page walk failed after validation")
+        if status == DAMAGE:
+            raise Unsupported(f"{reader.spec.source}: damaged page data")
+        if status != OK:
+            raise Unsupported(f"{reader.spec.source}: input the fast path does not reproduce")
         reader.last_ts = int(self._out[3])
         if rows:
             seg = self._seg

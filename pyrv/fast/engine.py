@@ -62,6 +62,9 @@ PK_PID, PK_SLOT, PK_NONE = 0, 1, 2
 LOG_EVENT, LOG_ERROR, LOG_PAGE_LOST, LOG_CONT_GAP = 0, 1, 2, 3
 RUN_DONE, RUN_LOG_FULL, RUN_BUG, RUN_NEED_COND = 0, 1, 2, 3
 LOG_CAP = 1 << 14
+#: records and gaps held back while the input is read speculatively; beyond, the input is
+#: validated first and then read again, verdicts going out as they come
+DEFER_CAP = 1 << 17
 #: instance indices: beyond this many pids/CPUs the reference's dicts are better
 MAX_KEYS = 1 << 24
 #: a single-field condition is looked up in a table when its values are below this
@@ -645,36 +648,24 @@ class FastRun:
 
     # -- setup ----------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Validate every page and size the instance arrays; raises Unsupported."""
-        self.trace.validate()
+    def prepare(self, validate: bool) -> None:
+        """Set up the arrays; with ``validate``, walk every page first (raises Unsupported
+        before anything else happens). Without, the run is speculative: what it emits is held
+        back until the whole input was read, so that a page the fast path cannot take can
+        still hand the trace to the reference."""
+        self.speculative = not validate
+        if validate:
+            self.trace.validate()
         cpus = [s.cpu for s in self.specs]
-        self.C = (max(cpus) + 1) if cpus else 1
         if any(c < 0 for c in cpus):
             raise Unsupported("negative CPU number")
+        self.C = (max(cpus) + 1) if cpus else 1
         plan = self.plan
-        tmax = self.trace.tmax
-        need = 1
-        for m, mon in enumerate(plan.monitors):
-            mt = plan.m_type[m]
-            if mt == MT_GLOBAL:
-                continue
-            top = self.C - 1 if mt == MT_CPU else -1
-            for tid, keys in plan.key_slots.items():
-                for mm, s in keys:
-                    if mm == m:
-                        top = max(top, int(tmax[tid, s]))
-            for tid, mons in plan.key_pid.items():
-                if m in mons:
-                    top = max(top, int(tmax[tid, plan.nslots]))
-            need = max(need, self.C + max(top, 0) + 1 if mt == MT_TASK else top + 1)
-            del mon
-        if need > MAX_KEYS:
-            raise Unsupported(f"instance ids up to {need}")
         M = max(len(plan.monitors), 1)
-        self.st = np.full((M, need), -1, np.int16)
-        self.ep = np.full((M, need), -1, np.int64)
-        self.seen = np.zeros((M, need), np.uint8)
+        self.N = 0
+        self.st = np.zeros((M, 0), np.int16)
+        self.ep = np.zeros((M, 0), np.int64)
+        self.seen = np.zeros((M, 0), np.uint8)
         self.epoch = np.zeros(M, np.int64)
         self.m_events = np.zeros(M, np.int64)
         self.m_errors = np.zeros(M, np.int64)
@@ -685,12 +676,8 @@ class FastRun:
         self.last_sw_ts = np.zeros(self.C, np.int64)
         self.last_sw_pos = np.full(self.C, -2, np.int64)
         self.carried_switch: dict[int, dict[str, Any]] = {}
-        # room for at least one whole row: a gap and one record per hook
-        widest = int((plan.t_he - plan.t_hs).max()) if len(plan.hooks) else 0
-        self.log = np.zeros((max(LOG_CAP, widest + 1), 7), np.int64)
         self.mark = np.zeros(M, np.uint8)
         self.stream_cpu = np.array(cpus or [0], np.int64)
-        self.hook_arrays = tuple(a.copy() for a in plan.hook_arrays())
         self.conditions = _Conditions(plan, self.trace.layout.byteorder)
         opts = self.opts
         started = opts.start_ts is None and opts.start_marker is None
@@ -698,26 +685,13 @@ class FastRun:
         self.lib = _engine()
         self.out = np.zeros(5, np.int64)
         self.stats = np.zeros(2, np.int64)
-        # single-field conditions whose values fit a table are looked up in C
-        h = self.hook_arrays
-        h_lut = np.full(len(h[0]), -1, np.int64)
-        h_lslot = np.zeros(len(h[0]), np.int64)
-        self.lut_of: list[tuple[int, int]] = []  # LUT index -> (tid, cond bit)
-        tmax, tlow = self.trace.tmax, self.trace.tlow
-        for (tid, cb), (_hook, cslots, _names) in plan.conds.items():
-            if len(cslots) != 1:
-                continue
-            slot = cslots[0]
-            if tlow[tid, slot] < 0 or tmax[tid, slot] >= LUT_SIZE:
-                continue
-            rows = [k for k in range(int(plan.t_hs[tid]), int(plan.t_he[tid])) if h[5][k] == cb]
-            h_lut[rows] = len(self.lut_of)
-            h_lslot[rows] = slot
-            h[5][rows] = -1
-            self.lut_of.append((tid, cb))
-            self.conditions.general.discard((tid, cb))
-        self.luts = np.full((max(1, len(self.lut_of)), LUT_SIZE), -1, np.int8)
-        h = (*h, h_lut, h_lslot)
+        self.lut_index: dict[tuple[int, int], int] = {}  # (tid, cond bit) -> table
+        self.lut_of: list[tuple[int, int]] = []
+        self.no_lut: set[tuple[int, int]] = set()  # values outside the table's range
+        self.luts = np.full((1, LUT_SIZE), -1, np.int8)
+        self.log = np.zeros((LOG_CAP, 7), np.int64)
+        self._nhooks = -1
+        self.deferred: list[tuple[Any, ...]] = []
         self.struct = _RunStruct()
         for name, value in (
             ("nslots", plan.nslots),
@@ -730,15 +704,6 @@ class FastRun:
             ("t_prevs", plan.t_prevs),
             ("t_nextk", plan.t_nextk),
             ("t_nexts", plan.t_nexts),
-            ("h_mon", h[0]),
-            ("h_entry", h[1]),
-            ("h_event", h[2]),
-            ("h_tkind", h[3]),
-            ("h_slot", h[4]),
-            ("h_cond", h[5]),
-            ("h_lut", h[6]),
-            ("h_lslot", h[7]),
-            ("luts", self.luts),
             ("lut_size", LUT_SIZE),
             ("stats", self.stats),
             ("stream_cpu", self.stream_cpu),
@@ -749,12 +714,8 @@ class FastRun:
             ("m_fn", plan.m_fn),
             ("m_init", plan.m_init),
             ("m_emit", plan.m_emit),
-            ("N", need),
             ("C", self.C),
-            ("st", self.st),
-            ("ep", self.ep),
             ("epoch", self.epoch),
-            ("seen", self.seen),
             ("m_events", self.m_events),
             ("m_errors", self.m_errors),
             ("m_hooked", self.m_hooked),
@@ -765,18 +726,93 @@ class FastRun:
             ("has_running", self.has_running),
             ("last_sw_ts", self.last_sw_ts),
             ("last_sw_pos", self.last_sw_pos),
-            ("log", self.log),
-            ("log_cap", len(self.log)),
             ("mark", self.mark),
         ):
             setattr(self.struct, name, value if isinstance(value, int) else ptr(value))
-        self._keep = h
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Before a batch: hook tables for the event ids met so far, condition tables, and
+        room for every instance id the rows decoded so far can name."""
+        plan, st = self.plan, self.struct
+        tmax, tlow = self.trace.tmax, self.trace.tlow
+        for key, lut in self.lut_index.items():  # a value out of the table: evaluate per batch
+            tid, cb = key
+            slot = plan.conds[key][1][0]
+            if key not in self.no_lut and (tlow[tid, slot] < 0 or tmax[tid, slot] >= LUT_SIZE):
+                self.no_lut.add(key)
+                self._nhooks = -1
+            del lut
+        if len(plan.hooks) != self._nhooks:
+            self._build_hooks()
+        need = 1
+        for m in range(len(plan.monitors)):
+            mt = plan.m_type[m]
+            if mt == MT_GLOBAL:
+                continue
+            top = self.C - 1 if mt == MT_CPU else -1
+            for tid, keys in plan.key_slots.items():
+                for mm, s in keys:
+                    if mm == m:
+                        top = max(top, int(tmax[tid, s]))
+            for tid, mons in plan.key_pid.items():
+                if m in mons:
+                    top = max(top, int(tmax[tid, plan.nslots]))
+            need = max(need, self.C + max(top, 0) + 1 if mt == MT_TASK else top + 1)
+        if need > MAX_KEYS:
+            raise Unsupported(f"instance ids up to {need}")
+        if need > self.N:
+            size = max(need, 2 * self.N, 1024)
+            self.st = _widen(self.st, size, -1)
+            self.ep = _widen(self.ep, size, -1)
+            self.seen = _widen(self.seen, size, 0)
+            self.N = size
+            st.N, st.st, st.ep, st.seen = size, ptr(self.st), ptr(self.ep), ptr(self.seen)
+
+    def _build_hooks(self) -> None:
+        plan, st = self.plan, self.struct
+        h = [a.copy() for a in plan.hook_arrays()]
+        h_lut = np.full(len(h[0]), -1, np.int64)
+        h_lslot = np.zeros(len(h[0]), np.int64)
+        tmax, tlow = self.trace.tmax, self.trace.tlow
+        for key, (_hook, cslots, _names) in plan.conds.items():
+            tid, cb = key
+            if len(cslots) != 1 or key in self.no_lut:
+                self.conditions.general.add(key)
+                continue
+            if key not in self.lut_index:
+                if tlow[tid, cslots[0]] < 0 or tmax[tid, cslots[0]] >= LUT_SIZE:
+                    self.no_lut.add(key)
+                    self.conditions.general.add(key)
+                    continue
+                self.lut_index[key] = len(self.lut_of)
+                self.lut_of.append(key)
+            rows = [k for k in range(int(plan.t_hs[tid]), int(plan.t_he[tid])) if h[5][k] == cb]
+            h_lut[rows] = self.lut_index[key]
+            h_lslot[rows] = cslots[0]
+            h[5][rows] = -1
+            self.conditions.general.discard(key)
+        if len(self.lut_of) > len(self.luts):
+            luts = np.full((len(self.lut_of), LUT_SIZE), -1, np.int8)
+            luts[: len(self.luts)] = self.luts
+            self.luts = luts
+        # room for at least one whole row: a gap and one record per hook
+        widest = int((plan.t_he - plan.t_hs).max()) if plan.hooks else 0
+        if widest + 1 > len(self.log):
+            self.log = np.zeros((widest + 1, 7), np.int64)
+        self.hook_arrays = (*h, h_lut, h_lslot)
+        names = ("h_mon", "h_entry", "h_event", "h_tkind", "h_slot", "h_cond", "h_lut", "h_lslot")
+        for name, arr in zip(names, self.hook_arrays, strict=True):
+            setattr(st, name, ptr(arr))
+        st.luts, st.log, st.log_cap = ptr(self.luts), ptr(self.log), len(self.log)
+        self._nhooks = len(plan.hooks)
 
     # -- the batches ----------------------------------------------------------------------------
 
     def run(self) -> Any:
         v = self.verifier
         for batch in self.trace.batches():
+            self._refresh()
             rows = batch.rows
             ts = rows.ts + self.ts_offset if self.ts_offset else rows.ts
             merged = batch.merged() if (self.flags[0] == 0 or self.track) else None
@@ -795,12 +831,20 @@ class FastRun:
                 status, j, nlog = (int(x) for x in self.out[:3])
                 if status == RUN_BUG:
                     raise RuntimeError("fast engine: instance index out of range")
-                self._replay(batch, ts, nlog, comm_index)
+                actions = self._collect(batch, ts, nlog, comm_index)
+                if self.speculative:
+                    self.deferred.extend(actions)
+                    if len(self.deferred) > DEFER_CAP:
+                        raise _Overflow
+                else:
+                    self._emit(actions)
                 if status == RUN_NEED_COND:
                     self._fill_lut(int(self.out[3]), int(self.out[4]))
                 elif status == RUN_DONE:
                     break
             self._end_batch(batch, comm_index)
+        self._emit(self.deferred)  # the whole input was read: what was held back goes out
+        self.deferred = []
         v.result.events_read += int(self.stats[0])
         last_ts = int(self.stats[1]) if self.stats[0] else None
         return self._finish(self.flags[0] == 1, last_ts)
@@ -837,11 +881,14 @@ class FastRun:
             return self.cmdlines.get(pid, "<...>")
         return comm_index.comm(row, pid)
 
-    def _replay(
+    def _collect(
         self, batch: Batch, ts: np.ndarray, nlog: int, comm_index: _CommIndex | None
-    ) -> None:
+    ) -> list[tuple[Any, ...]]:
+        """The log's entries as the objects the reference hands out: ``("gap", LostEvents)``,
+        ``("error", monitor, Record)``, ``("event", monitor, Record)``."""
+        out: list[tuple[Any, ...]] = []
         if nlog == 0:
-            return
+            return out
         rows = batch.rows
         plan = self.plan
         counter = self.verifier.dispatcher.counter_clock
@@ -861,7 +908,7 @@ class FastRun:
                 gap = LostEvents(
                     cpu, count if count >= 0 else None, reason, int(ts[pos]), spec.source
                 )
-                self.verifier.lost(gap)
+                out.append(("gap", gap))
                 continue
             if what == LOG_CONT_GAP:
                 expected, observed, dup, lpos = entry[2], entry[3], entry[4], entry[5]
@@ -889,7 +936,7 @@ class FastRun:
                     line=0,
                     pids=(int(expected), int(observed)),
                 )
-                self.verifier.lost(gap)
+                out.append(("gap", gap))
                 continue
             mon = plan.monitors[entry[2]]
             idx, state, event = entry[3], entry[4], entry[5]
@@ -899,34 +946,36 @@ class FastRun:
             ident = self._key_id(mon, idx)
             if what == LOG_ERROR:
                 rec = Record(
-                    "error",
-                    mon.name,
-                    ident,
-                    model.states[state],
-                    model.events[event],
-                    None,
-                    False,
-                    ctx,
-                )
+                    "error", mon.name, ident, model.states[state], model.events[event], None,
+                    False, ctx,
+                )  # fmt: skip
+                out.append(("error", mon, rec))
+            else:
+                nxt = entry[6]
+                rec = Record(
+                    "event", mon.name, ident, model.states[state], model.events[event],
+                    model.states[nxt], nxt in model.finals, ctx,
+                )  # fmt: skip
+                out.append(("event", mon, rec))
+        return out
+
+    def _emit(self, actions: list[tuple[Any, ...]]) -> None:
+        """Hand out records and gaps exactly as the reference does, in order."""
+        lost = self.verifier.lost
+        for action in actions:
+            if action[0] == "gap":
+                lost(action[1])
+                continue
+            _what, mon, rec = action
+            if action[0] == "error":
                 try:
-                    mon.react(rec.reaction_message())
+                    mon.react(rec.reaction_message())  # DA reacts before it writes error_<mon>
                 except Exception as exc:
                     exc.add_note(f"reacting to: {rec.trace_line()}")
                     raise
                 if mon.sink is not None:
                     mon.sink(rec)
             else:
-                nxt = entry[6]
-                rec = Record(
-                    "event",
-                    mon.name,
-                    ident,
-                    model.states[state],
-                    model.events[event],
-                    model.states[nxt],
-                    nxt in model.finals,
-                    ctx,
-                )
                 mon.sink(rec)
 
     def _key(self, mon: DAMonitor, idx: int) -> Hashable:
@@ -967,6 +1016,16 @@ class FastRun:
         if started and last_ts is not None and hasattr(v.dispatcher, "finish"):
             v.dispatcher.finish(last_ts)
         return v.finish(started)
+
+
+class _Overflow(Exception):
+    """Too many verdicts to hold back: validate the input first instead."""
+
+
+def _widen(a: np.ndarray, size: int, fill: int) -> np.ndarray:
+    out = np.full((a.shape[0], size), fill, a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
 
 
 class _CommIndex:
@@ -1031,7 +1090,17 @@ def run_fast(verifier: Any, reader: Any, opts: Any, *, strict: bool = False) -> 
     """
     try:
         run = FastRun(verifier, reader, opts)
-        run.prepare()
+        run.prepare(validate=False)
+        return run.run()
+    except Unsupported:
+        if strict:
+            raise
+        return None
+    except _Overflow:
+        pass
+    try:  # many verdicts: check every page first, then let them out as they come
+        run = FastRun(verifier, reader, opts)
+        run.prepare(validate=True)
     except Unsupported:
         if strict:
             raise
