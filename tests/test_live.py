@@ -353,7 +353,8 @@ def test_instance_of_a_killed_mon_is_removed_by_the_next_run(tracefs):
     proc, name = start_mon()
     proc.kill()
     proc.communicate(timeout=30)
-    if name not in pyrv_instances(tracefs):  # SIGKILL: no cleanup was possible, so...
+    # SIGKILL: no cleanup was possible, the instance stays until the next pyrv run
+    if name not in pyrv_instances(tracefs):
         pytest.skip("another pyrv run on this machine removed the stale instance first")
     res = subprocess.run(
         [sys.executable, "-m", "pyrv", "mon", "wwnr", "--duration", "0.3"],
