@@ -27,7 +27,8 @@ from pyrv.sources.ring_buffer import PageDecoder, RingBufferLayout, parse_cmdlin
 from pyrv.sources.tracefs import TraceInstance
 
 _COMM_FIELDS = (("prev_pid", "prev_comm"), ("next_pid", "next_comm"), ("pid", "comm"))
-_SLACK_NS = 1_000_000  # events stamped just before "now" may still be being committed
+_SLACK_NS = 1_000_000
+_PAGES_PER_TURN = 8  # events stamped just before "now" may still be being committed
 
 
 def _now_ns(stats: Path) -> int | None:
@@ -114,26 +115,38 @@ class LiveTrace:
                 os.close(fd)
 
     def _drain(self, fds: dict[int, int], queues: dict[int, deque[TraceItem]]) -> None:
+        """Read every CPU until all are empty, a few pages per CPU in turn: a busy CPU that
+        is drained alone would leave the others' buffers to overflow meanwhile."""
+        pending = dict(fds)
+        while pending:
+            for cpu, fd in list(pending.items()):
+                if not self._read_pages(cpu, fd, queues, _PAGES_PER_TURN):
+                    del pending[cpu]
+
+    def _read_pages(
+        self, cpu: int, fd: int, queues: dict[int, deque[TraceItem]], limit: int
+    ) -> bool:
+        """Read up to ``limit`` pages of one CPU; False once its buffer is empty."""
         size = self.decoder.layout.page_size
-        for cpu, fd in fds.items():
-            while True:
-                try:
-                    page = os.read(fd, size)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if exc.errno in (errno.EAGAIN, errno.EINTR):
-                        break
-                    raise
-                if not page:
-                    break
-                self.pages_read += 1
-                for item in self.decoder.page(page, 0, cpu, section=f"cpu{cpu} page"):
-                    if isinstance(item, LostEvents):
-                        self.lost_reported += 1
-                    else:
-                        self._learn_comm(item)
-                    queues[cpu].append(item)
+        for _ in range(limit):
+            try:
+                page = os.read(fd, size)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EINTR):
+                    return False
+                raise
+            if not page:
+                return False
+            self.pages_read += 1
+            for item in self.decoder.page(page, 0, cpu, section=f"cpu{cpu} page"):
+                if isinstance(item, LostEvents):
+                    self.lost_reported += 1
+                else:
+                    self._learn_comm(item)
+                queues[cpu].append(item)
+        return True
 
     def _learn_comm(self, ev: TraceEvent) -> None:
         """Name tasks saved_cmdlines does not know: from the events' own comm fields, or
