@@ -76,7 +76,7 @@ class Unsupported(Exception):
 # even cached functions — is more than the whole fast path needs for millions of events.
 # Without a compiler the fast path is not available and the reference engine runs.)
 
-_CFLAGS = ["-O2", "-shared", "-fPIC", "-std=c99", "-fno-strict-aliasing"]
+_CFLAGS = ["-O3", "-shared", "-fPIC", "-std=c99", "-fno-strict-aliasing"]
 
 
 def _cache_dir() -> Path:
@@ -606,7 +606,7 @@ def _compressed_tasks(
 
 
 #: chunks read/decompressed ahead of the walker, in worker threads
-_AHEAD = 6
+_AHEAD = 16
 
 
 def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[Chunk]:
@@ -895,7 +895,7 @@ class ColumnarTrace:
 
     def batches(self) -> Iterator[Batch]:
         """Merged batches of rows, in the reference's item order."""
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(2) as pool:
             readers = [_StreamReader(self, s, pool) for s in self.streams]
             share = max(1, self.batch_rows // max(1, len(readers)))
             while True:
