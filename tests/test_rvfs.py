@@ -300,6 +300,12 @@ def mnt() -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def lock_file(mnt: Path) -> Path:
+    from pyrv.fs import mount as mount_module
+
+    return mount_module._lock_path(normalize(mnt))
+
+
 def mount(mnt: Path, *extra: str) -> None:
     """Mount for a test: served in the foreground by a child of the test process."""
     mount_foreground(mnt, *extra)
@@ -345,6 +351,7 @@ class TestMount:
         assert res.returncode == 0, res.stderr
         assert mount_state(mnt) == "none"
         assert read_owner(normalize(mnt)) is None
+        assert not lock_file(mnt).exists()
         res = cli("umount", str(mnt))
         assert res.returncode == 2 and "no pyrv mount there" in res.stderr
 
@@ -450,6 +457,8 @@ class TestMount:
         res = cli("umount", str(mnt))
         assert res.returncode == 0, res.stderr
         assert mount_state(mnt) == "none"
+        assert read_owner(normalize(mnt)) is None
+        assert not lock_file(mnt).exists()  # nothing of the killed daemons is left
 
     def test_refusals_through_the_kernel(self, mnt: Path) -> None:
         mount(mnt, "--monitors", "wip,wwnr")

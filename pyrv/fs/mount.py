@@ -247,21 +247,49 @@ def clean_stale(mountpoint: str | os.PathLike[str]) -> int:
         cleaned += 1
     if cleaned:
         _drop_owner(mp)
+        _drop_free_lock(mp)
     return cleaned
+
+
+def _drop_free_lock(mp: str) -> None:
+    """Remove the lock file a killed daemon left, unless someone holds it."""
+    try:
+        fd = _lock(mp)
+    except (MountError, OSError):
+        return
+    _unlock(mp, fd)
+
+
+def _lock_path(mp: str) -> Path:
+    return _record_path(mp).with_suffix(".lock")
 
 
 def _lock(mp: str) -> int:
     """An exclusive lock per mount point, held while serving: two pyrv processes never mount
     the same directory at once (the lock goes with the process, even on SIGKILL)."""
-    path = _record_path(mp).with_suffix(".lock")
+    path = _lock_path(mp)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _already_served(mp) from None
+        try:  # the holder before us may have removed the file we locked: lock the new one
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise _already_served(mp) from None
-    return fd
+
+
+def _unlock(mp: str, fd: int) -> None:
+    """Remove the lock file while still holding it (so no lock file outlives its mount)."""
+    with contextlib.suppress(OSError):
+        if os.stat(_lock_path(mp)).st_ino == os.fstat(fd).st_ino:
+            _lock_path(mp).unlink()
+    os.close(fd)
 
 
 def _already_served(mp: str) -> MountError:
@@ -342,7 +370,7 @@ def serve(
             mfusepy, rv, mp, allow_other, uid, gid, verdicts, debug, on_start, on_stop, ready, fs
         )
     finally:
-        os.close(lock)
+        _unlock(mp, lock)
 
 
 def _serve(
