@@ -14,16 +14,21 @@ itself (:class:`~pyrv.sources.ring_buffer.PageDecoder`): the fixed size it check
 checks the reference makes, in the same order; it never decides what the reference would do
 with a damaged page: it reports :data:`DAMAGE` (or :data:`UNSUPPORTED` for input whose
 reference behaviour it does not reproduce — a timestamp near 2**63, a stream whose time goes
-backwards, an event format with overlapping fields), and the caller hands the whole trace to
-the reference engine. :meth:`ColumnarTrace.validate` walks every page once before any verdict
-is given, so that hand-over always happens before the first record is emitted.
+backwards, an event format with overlapping fields), which raises :class:`Unsupported`, and
+the caller hands the whole trace to the reference engine. That hand-over must come before
+the first verdict is emitted: the engine holds its verdicts back until every page was read
+(or, when there are too many, walks every page first with :meth:`ColumnarTrace.validate`).
 
 Streams are the reference reader's streams in the reference's order (trace.dat: buffers, then
-CPUs with data; raw directories: CPU files), read in the same chunks (the chunk boundaries
-decide whether a stored lost-event count is readable at the end of a full page), and merged
-in batches by ``(timestamp, stream index, position)`` exactly as
+CPUs with data; raw directories: CPU files), read with ``pread`` (nothing stays mapped) in the
+same chunks (the chunk boundaries decide whether a stored lost-event count is readable at the
+end of a full page) by worker threads running ahead (decompression releases the GIL), and
+merged in batches by ``(timestamp, stream index, position)`` exactly as
 :func:`pyrv.sources.merge.merge_by_time` orders them. Memory stays bounded: a batch holds
 about :data:`BATCH_ROWS` rows plus at most one pending chunk per stream.
+
+The two loops (this page walker and the engine's transition loop) are C, compiled once with
+the system's C compiler and loaded with ctypes (:func:`build_native`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ A hook condition is evaluated by the reference itself: a record holding the cond
 fields is decoded by the reference decoder and given to the compiled predicate, once per
 distinct field value (``prev_state`` has a handful), and the answers are looked up per row.
 
+The run is speculative: records and gaps are built batch by batch but handed out only once
+every page was read, so that input the fast path cannot take (found on the way) still goes
+to the reference with nothing emitted; past :data:`DEFER_CAP` held-back verdicts (``--events``
+on a big trace) every page is checked first and verdicts go out as they come.
+
 What the loop cannot express is refused before anything is emitted (:class:`Unsupported`),
 and the caller runs the reference instead: monitors other than plain DA ones, conditions on
 the task context (``common_*``) or on fields that are not fixed integers, user reactors,
