@@ -162,11 +162,26 @@ class LiveEngine:
             if m.enabled and getattr(m, "definition", None) is not None
         ]
 
+    @staticmethod
+    def inert(rv: RV, tracefs: Tracefs) -> dict[str, list[str]]:
+        """Monitors this kernel cannot drive: name -> the required events it lacks. They can
+        be enabled (the files behave as on the kernel) but are never fed: half of a monitor's
+        hooks would give verdicts about an execution it does not see whole."""
+        out = {}
+        for m in rv.monitors():
+            defn = getattr(m, "definition", None)
+            if defn is not None:
+                missing = tracefs.missing_events(defn.required_tracepoints())
+                if missing:
+                    out[m.name] = missing
+        return out
+
     def _run(self) -> None:
         try:
             with Tracefs() as tracefs:
+                inert = self.inert(self.rv, tracefs)
                 while not self._stop:
-                    monitors = self._enabled()
+                    monitors = [m for m in self._enabled() if m.name not in inert]
                     tps = self._tracepoints(monitors, tracefs)
                     if not tps:
                         time.sleep(self.poll_interval)
@@ -193,7 +208,10 @@ class LiveEngine:
         self.reconfigurations += 1
 
         def changed() -> bool:
-            return self._stop or [m.name for m in self._enabled()] != names
+            now = [m.name for m in self._enabled() if m.name not in inert]
+            return self._stop or now != names
+
+        inert = self.inert(self.rv, tracefs)
 
         for mon in monitors:
             mon.sink = self.on_record

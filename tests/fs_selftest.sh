@@ -349,10 +349,24 @@ result "monitoring_on and reacting_on switch, and keep the enabled monitors"
 
 # load: a scheduler load made of short-lived processes and pipes
 load() {
+	# two CPU-bound shells keep the CPUs busy (a task switched in from the idle task is not
+	# watched on kernels that lose those switches), while a pipeline of one-line writes
+	# wakes its reader again and again: some wakeups find the reader still running
+	spin & s1=$!
+	spin & s2=$!
 	i=0
-	while [ $i -lt 300 ]; do
-		(:) | (:)
+	while [ $i -lt 5000 ]; do
+		echo x
 		i=$((i + 1))
+	done | grep -c x > /dev/null
+	kill $s1 $s2 2> /dev/null
+	wait $s1 $s2 2> /dev/null
+}
+
+spin() {
+	j=0
+	while [ $j -lt 100000 ]; do
+		j=$((j + 1))
 	done
 }
 

@@ -16,7 +16,8 @@ SCHED = ["sched"] + [
 
 
 def test_available_monitors_in_the_kernels_order():
-    # spec §1.1: link order wip, wwnr, sched, sco, snroc, scpd, snep, sts, nrp, sssw, opid;
+    # spec §1.1: link order wip, wwnr, sched, sco, snroc, scpd, snep, rtapp, pagefault, sleep,
+    # sts, nrp, sssw, opid, stall, deadline, nomiss, wakeup;
     # children inserted right after their parent, so siblings appear in reverse order
     rv = build_rv()
     assert rv.read("available_monitors").decode().split() == [
@@ -28,6 +29,8 @@ def test_available_monitors_in_the_kernels_order():
         "rtapp:sleep",
         "rtapp:pagefault",
         "stall",
+        "deadline",
+        "deadline:nomiss",
     ]
 
 
@@ -52,6 +55,7 @@ def test_descriptions_and_types_are_the_kernels():
             "Monitor that real-time tasks are not woken by lower-priority tasks",
             MonitorType.PER_TASK,
         ),
+        "nomiss": ("dl entities run to completion before their deadline.", MonitorType.PER_OBJ),
     }
     defs = kernel_definitions()
     assert {n: (d.description, d.type) for n, d in defs.items()} == expected

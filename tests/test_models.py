@@ -269,6 +269,62 @@ SPEC: dict[str, dict] = {
         },
         "hybrid": True,
     },
+    "nomiss": {  # §4.18 (the DA structure; guards, resets and invariants: test_nomiss.py)
+        "states": ["ready", "idle", "running", "sleeping", "throttled"],
+        "events": [
+            "dl_replenish",
+            "dl_server_idle",
+            "dl_server_stop",
+            "dl_throttle",
+            "sched_switch_in",
+            "sched_switch_suspend",
+            "sched_wakeup",
+        ],
+        "initial": "ready",
+        "finals": {"ready"},
+        "rows": {
+            "idle": {
+                "dl_replenish": "ready",
+                "dl_server_idle": "idle",
+                "dl_server_stop": "sleeping",
+                "dl_throttle": "throttled",
+                "sched_switch_in": "running",
+            },
+            "ready": {
+                "dl_replenish": "ready",
+                "dl_server_idle": "idle",
+                "dl_server_stop": "sleeping",
+                "dl_throttle": "throttled",
+                "sched_switch_in": "running",
+                "sched_wakeup": "ready",
+            },
+            "running": {
+                "dl_replenish": "running",
+                "dl_server_idle": "idle",
+                "dl_server_stop": "sleeping",
+                "dl_throttle": "throttled",
+                "sched_switch_in": "running",
+                "sched_switch_suspend": "sleeping",
+                "sched_wakeup": "running",
+            },
+            "sleeping": {
+                "dl_replenish": "ready",
+                "dl_server_idle": "sleeping",
+                "dl_server_stop": "sleeping",
+                "dl_throttle": "throttled",
+                "sched_switch_in": "running",
+                "sched_wakeup": "ready",
+            },
+            "throttled": {
+                "dl_replenish": "ready",
+                "dl_server_idle": "throttled",
+                "dl_throttle": "throttled",
+                "sched_switch_suspend": "throttled",
+                "sched_wakeup": "throttled",
+            },
+        },
+        "hybrid": True,
+    },
 }
 
 

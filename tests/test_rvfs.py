@@ -665,3 +665,30 @@ def test_pyrv_has_mount_and_umount() -> None:
         False,
     )
     assert _parser().parse_args(["umount", "/tmp/x"]).dir == "/tmp/x"
+
+
+@needs_fuse
+@needs_root
+def test_fs_selftest_live(mnt: Path) -> None:
+    """The same suite on a live mount (the default): wwnr with printk under load writes the
+    kernel's reaction message to dmesg, and none with monitoring_on or reacting_on at 0."""
+    from pyrv.sources.tracefs import find_tracefs
+
+    if find_tracefs() is None:
+        pytest.skip("tracefs is not mounted here: no live monitoring")
+    mount(mnt, "--per-task-slots", "8", "--kmsg")
+    bin_dir = restricted_bin(mnt.parent, "/bin/sh")
+    res = subprocess.run(
+        [str(bin_dir / "sh"), str(SELFTEST)],
+        cwd=mnt,
+        env={"PATH": str(bin_dir), "LC_ALL": "C", "PYRV_LIVE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(res.stdout)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ok" in res.stdout and "not ok" not in res.stdout
+    live = [ln for ln in res.stdout.splitlines() if "writes its reactions to dmesg" in ln]
+    assert live and live[0].startswith("ok "), live
+    assert "error_wwnr" in (mnt / "pyrv_verdicts").read_text()

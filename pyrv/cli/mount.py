@@ -66,6 +66,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="the printk reactor also writes the kernel log (/dev/kmsg), as the kernel's does",
     )
     m.add_argument("--no-verdicts", action="store_true", help="do not add the pyrv_verdicts file")
+    m.add_argument(
+        "--no-live",
+        action="store_true",
+        help="do not drive the monitors from the running kernel (files only)",
+    )
     m.add_argument("--debug", action="store_true", help="libfuse's debug output (foreground)")
     m.set_defaults(run=_cmd_mount)
 
@@ -117,6 +122,7 @@ def _cmd_mount(args: argparse.Namespace) -> int:
 
     def run(ready: Callable[[], None] | None) -> None:
         rv = build_rv(monitors, slots, args.compat != "6.12", kmsg=args.kmsg)
+        live = None if args.no_live else _LiveCoupling(rv)
         serve(
             rv,
             mountpoint,
@@ -125,6 +131,8 @@ def _cmd_mount(args: argparse.Namespace) -> int:
             verdicts=not args.no_verdicts,
             debug=args.debug,
             ready=ready,
+            on_start=live.start if live else None,
+            on_stop=live.stop if live else None,
         )
 
     if args.foreground or args.debug:
@@ -134,6 +142,43 @@ def _cmd_mount(args: argparse.Namespace) -> int:
             return fail(str(exc))
         return EXIT_OK
     return daemonize(run)
+
+
+class _LiveCoupling:
+    """The running kernel behind the files: enabling a monitor instruments it in pyrv's own
+    tracefs instance; its verdicts go to the reactors and to ``pyrv_verdicts``."""
+
+    def __init__(self, rv: object) -> None:
+        self.rv = rv
+        self.engine: object | None = None
+
+    def start(self, fs: object) -> None:
+        from pyrv.live import LiveEngine
+        from pyrv.sources.tracefs import Tracefs
+
+        def verdict(rec: object) -> None:
+            fs.add_verdict_line(rec.trace_line())  # type: ignore[attr-defined]
+
+        def gap(g: object) -> None:
+            if getattr(g, "pids", None) is None:  # reported losses; silent resyncs are routine
+                fs.add_verdict_line(f"# lost events: {g.reason}")  # type: ignore[attr-defined]
+
+        try:
+            with Tracefs() as tracefs:
+                for name, missing in LiveEngine.inert(self.rv, tracefs).items():  # type: ignore[arg-type]
+                    fs.add_verdict_line(  # type: ignore[attr-defined]
+                        f"# {name}: not driven, this kernel lacks {', '.join(missing)}"
+                    )
+        except OSError as exc:
+            fs.add_verdict_line(f"# live monitoring unavailable: {exc}")  # type: ignore[attr-defined]
+            return
+        engine = LiveEngine(self.rv, on_record=verdict, on_gap=gap)  # type: ignore[arg-type]
+        engine.start()
+        self.engine = engine
+
+    def stop(self, fs: object) -> None:
+        if self.engine is not None:
+            self.engine.stop()  # type: ignore[attr-defined]
 
 
 def _cmd_umount(args: argparse.Namespace) -> int:
