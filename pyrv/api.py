@@ -35,6 +35,14 @@ class CheckError(Exception):
     """A request ``check`` cannot run: unknown monitor, missing events, bad reactor."""
 
 
+class FastEngineUnavailable(CheckError):
+    """``engine="fast"`` was asked and the fast path does not apply to this input."""
+
+    def __init__(self, label: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{label}: the fast engine cannot verify this input: {reason}")
+
+
 @dataclass
 class MonitorSummary:
     """What one monitor did over one trace."""
@@ -87,6 +95,9 @@ class CheckOptions:
     partial: bool = False  # a damaged trace.dat: verify what was read before the damage
     params: dict[str, int] = field(default_factory=dict)  # monitor parameters (threshold_jiffies)
     hz: int | None = None  # the traced kernel's HZ, for models whose clocks count jiffies
+    #: "auto": the columnar fast path where it gives the reference's answer (binary traces,
+    #: DA monitors), else the per-event engine; "fast": that or an error; "reference"
+    engine: str = "auto"
 
 
 def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
@@ -129,8 +140,19 @@ def check(
         )
     verifier = Verifier(rv, names, opts, label, counter_clock=readers[0].counter_clock)
     _require_context_column(verifier.monitors, streams, label)
-    items: Iterable[TraceItem] = streams[0] if len(streams) == 1 else merge_by_time(streams)
-    result = verifier.run(check_time_order(items))
+    result = None
+    if opts.engine == "fast" and len(readers) != 1:
+        raise FastEngineUnavailable(label, "several input files")
+    if opts.engine != "reference" and len(readers) == 1:
+        from pyrv.fast import NotApplicable, run_fast
+
+        try:  # decides before anything is emitted; None: the reference engine runs
+            result = run_fast(verifier, readers[0], opts, strict=opts.engine == "fast")
+        except NotApplicable as exc:
+            raise FastEngineUnavailable(label, str(exc)) from None
+    if result is None:
+        items: Iterable[TraceItem] = streams[0] if len(streams) == 1 else merge_by_time(streams)
+        result = verifier.run(check_time_order(items))
     result.skipped_lines = [s for r in readers for s in r.skipped]
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
     for r in readers:

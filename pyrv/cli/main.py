@@ -131,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the traced kernel's HZ, for monitors whose clocks count jiffies (default 250)",
     )
     c.add_argument(
+        "--engine",
+        choices=["auto", "fast", "reference"],
+        default="auto",
+        help="auto: the compiled columnar engine where it applies (binary traces, DA "
+        "monitors), else the per-event reference engine",
+    )
+    c.add_argument(
         "--partial",
         action="store_true",
         help="a truncated or corrupt trace.dat: verify what was read before the damage",
@@ -270,6 +277,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             start_marker=args.start_marker,
             detect_silent_loss=not args.no_resync,
             partial=args.partial,
+            engine=args.engine,
             params=_params(args.param),
             hz=args.hz,
             on_record=out.record,

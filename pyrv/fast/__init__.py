@@ -62,45 +62,12 @@ def check_fast(trace: str | Path | Any, opts: Any = None, *, strict: bool = Fals
     ``strict``: raise :class:`NotApplicable` (before any verdict) instead of running the
     reference, e.g. to benchmark or test the fast path itself.
     """
-    from pyrv import api
-    from pyrv.sources.continuity import check_time_order
-    from pyrv.sources.detect import open_trace, sniff
+    import dataclasses
 
-    opts = opts or api.CheckOptions()
-    files = [trace] if isinstance(trace, str | Path) else list(trace)
-    why = None
-    if len(files) != 1:
-        why = "several input files"
-    elif not available():
-        why = "numpy (pip install 'pyrv[fast]') or a C compiler is missing"
-    elif sniff(files[0]) not in ("tracedat", "rawdir", "binary"):
-        why = "text input"
-    if why is not None:
-        if strict:
-            raise NotApplicable(why)
+    from pyrv import api
+
+    opts = dataclasses.replace(opts or api.CheckOptions(), engine="fast" if strict else "auto")
+    try:
         return api.check(trace, opts)
-    # what api.check does before it feeds the verifier (same calls, same order, same errors)
-    f = files[0]
-    defs = api.monitor_definitions(opts)
-    label = str(f)
-    reader, items = open_trace(
-        f, formats_dir=opts.formats_dir, skip_bad_lines=opts.skip_bad_lines, partial=opts.partial
-    )
-    streams = [api._peeked(items)]
-    names, rv = api.select_monitors(opts, defs, api._presence([f], [reader], opts), label)
-    if names and not reader.has_context:
-        raise api.CheckError(
-            f"{label}: the trace has no context columns (written with the nocontext-info "
-            "option): monitors need the task, CPU and time of every event"
-        )
-    verifier = api.Verifier(rv, names, opts, label, counter_clock=reader.counter_clock)
-    api._require_context_column(verifier.monitors, streams, label)
-    result = run_fast(verifier, reader, opts, strict=strict)
-    if result is None:
-        result = verifier.run(check_time_order(streams[0]))
-    result.skipped_lines = list(reader.skipped)
-    result.dropped_incomplete = reader.dropped_incomplete
-    stopped = getattr(reader, "stopped_at", None)
-    if stopped is not None:
-        result.stopped_at = str(stopped)
-    return result
+    except api.FastEngineUnavailable as exc:
+        raise NotApplicable(exc.reason) from None

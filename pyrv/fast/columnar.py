@@ -989,7 +989,8 @@ def streams_of(reader: Any) -> tuple[list[StreamSpec], Any]:
         f = _File(reader.path)
         step = reader.layout.page_size * CHUNK_PAGES
         return [StreamSpec(0, reader.cpu, reader.source, _plain_tasks(f, 0, f.size, step))], pd
-    raise Unsupported(f"{type(reader).__name__} input")
+    kind = "text input" if type(reader).__name__ == "TextTraceReader" else type(reader).__name__
+    raise Unsupported(f"{kind} (the fast path reads binary traces)")
 
 
 def _tracedat_streams(td: Any, page_decoder_cls: Any) -> tuple[list[StreamSpec], Any]:

@@ -15,7 +15,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 from pyrv.models.automaton import Automaton
-from pyrv.models.dot import parse_dot
+from pyrv.models.dot import DotModel, parse_dot_model
 
 __all__ = ["available_models", "load_model", "model_path"]
 
@@ -69,6 +69,17 @@ def model_path(name: str) -> pathlib.Path:
 
 def load_model(name: str) -> Automaton:
     """The bundled model of monitor ``name`` as an :class:`Automaton` named ``name``."""
+    return load_bundled_dot_model(name).automaton
+
+
+def load_bundled_dot_model(name: str) -> DotModel:
+    """The bundled model with its DOT-level details (HA parts, warnings), parsed once per
+    process: bundled files do not change, and every registry built reads them."""
     res = _lookup(name)
-    key = res.name.removesuffix(".dot")
-    return parse_dot(res.read_bytes(), source=str(res), name=key)
+    return _parse_bundled(str(res), res.name.removesuffix(".dot"))
+
+
+@functools.cache
+def _parse_bundled(source: str, key: str) -> DotModel:
+    res = _lookup(key)
+    return parse_dot_model(res.read_bytes(), source=source, name=key)

@@ -8,6 +8,7 @@ reverse registration order — the registry does that, this module only keeps th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -74,7 +75,13 @@ def load_monitor_definition(path: str | Path) -> MonitorDef:
 
 
 def kernel_definitions() -> dict[str, MonitorDef]:
-    """The bundled definitions of the kernel's DA monitors, by name."""
+    """The bundled definitions of the kernel's monitors, by name (read once per process:
+    definitions are immutable once validated, and every registry built shares them)."""
+    return dict(_bundled_definitions())
+
+
+@functools.cache
+def _bundled_definitions() -> dict[str, MonitorDef]:
     return {
         name: load_monitor_definition(definitions_dir() / f"{name}.toml")
         for name in KERNEL_ORDER
@@ -199,14 +206,17 @@ def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> Nomis
 
 
 def _is_hybrid(defn: MonitorDef) -> bool:
-    if defn.model is None:
-        return False
-    from pyrv.models.dot import load_dot_model
-    from pyrv.models.library import available_models, model_path
+    return defn.model is not None and _bundled_model_is_hybrid(defn.model.name)
 
-    if defn.model.name not in available_models():
+
+@functools.cache
+def _bundled_model_is_hybrid(name: str) -> bool:
+    """Whether a bundled model has clocks, guards or invariants (read once per process)."""
+    from pyrv.models.library import available_models, load_bundled_dot_model
+
+    if name not in available_models():
         return False
-    return load_dot_model(model_path(defn.model.name)).is_hybrid
+    return load_bundled_dot_model(name).is_hybrid
 
 
 def build_rv(
