@@ -5,8 +5,8 @@ The traces are ``bench/check_dat.py``'s (recorded on this kernel under
 whole recording (at least 5 M events), trace.dat v7 zstd, and the whole recording as v6
 (uncompressed). Each check runs as its own process; its peak RSS is the ``ru_maxrss`` the
 kernel reports for that child (``wait4``). Both engines are measured: the fast path
-(``pyrv.fast.check_fast``) and the command as it is (``pyrv check``, the per-event reference
-engine until the fast path is wired into it). Memory must not grow with the trace: both
+(``pyrv.fast.check_fast``) and the per-event reference engine (``pyrv check --engine
+reference``). Memory must not grow with the trace: both
 stream their input (the fast path in batches of ``pyrv.fast.columnar.BATCH_ROWS`` rows).
 
     python3 bench/memory.py [--engine fast|reference|both]
@@ -59,7 +59,7 @@ def main() -> None:
     if "full_v6" in desc["files"]:
         files.append(("full, v6", desc["files"]["full_v6"], desc["events"]["full"]))
     engines = ["fast", "reference"] if args.engine == "both" else [args.engine]
-    pyrv = [sys.executable, "-m", "pyrv", "check", "-m", "wwnr"]
+    pyrv = [sys.executable, "-m", "pyrv", "check", "--engine", "reference", "-m", "wwnr"]
     print(f"{'engine':<10} {'trace':<15} {'events':>11} {'peak RSS':>10} {'time':>8}")
     for engine in engines:
         for label, path, events in files:

@@ -648,6 +648,16 @@ class TraceDat:
         finally:
             self.close()
 
+    def _release(self, start: int, stop: int) -> None:
+        """Let the kernel drop mapped pages a pass is done with (a read-only file mapping
+        re-reads them if needed): the RSS of a long trace then stays flat."""
+        data = self._data
+        if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            lo = start - start % mmap.PAGESIZE
+            hi = stop - stop % mmap.PAGESIZE
+            if hi > lo:
+                data.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def _where(self, buf: BufferInfo, cd: CpuData) -> str:
         return f"cpu{cd.cpu} data" if buf.name == "" else f"buffer {buf.name!r} cpu{cd.cpu} data"
 
@@ -669,7 +679,9 @@ class TraceDat:
             step = psize * 256
             for start in range(cd.offset, end, step):
                 stop = min(start + step, end)
-                data = bytes(self._data[start:stop])
+                # read, not sliced from the mapping: mapped pages a pass has touched stay in
+                # the process's RSS, which would then grow with the file
+                data = os.pread(self._fh.fileno(), stop - start, start)
                 yield from decoder.pages(data, cd.cpu, base_offset=start, section=where)
             if cd.offset + cd.size > self.file_size:
                 raise BinaryTraceError(
@@ -688,6 +700,7 @@ class TraceDat:
             at = c.pos
             csize, usize = c.u32(), c.u32()
             blob = c.take(csize)
+            self._release(at, c.pos)
             if usize > _MAX_BLOCK:
                 raise c.error(f"implausible decompressed size {usize}", at)
             try:
