@@ -266,6 +266,32 @@ def _row(
     return row, where, line_of, full, {**fields, **DERIVED_FIELDS.get(full, {})}
 
 
+def _hook_fields(
+    full: str,
+    target: str | None,
+    when: Predicate | None,
+    when_text: str | None,
+    uses_common: bool,
+    uses_context: bool,
+    row: dict[str, Any],
+    source: str,
+    line_of: LineOf,
+    where: str,
+) -> dict[str, Any]:
+    """What every kind of hook row has: tracepoint, target, condition, optional, line."""
+    return {
+        "tracepoint": full,
+        "event_name": full.split(":", 1)[-1],
+        "target": target,
+        "when": when,
+        "when_text": when_text,
+        "uses_common": uses_common,
+        "uses_context": uses_context,
+        "optional": _optional(row, source, line_of("optional"), where),
+        "line": line_of(None),
+    }
+
+
 def _hook(
     row: Any,
     index: int,
@@ -278,21 +304,16 @@ def _hook(
     row, where, line_of, full, fields = _row(row, index, _HOOK_KEYS, lookup, source, locate)
     target = _target(row, mtype, fields, source, line_of, where)
     predicate, when_text, uses_common, uses_context = _when(row, fields, source, line_of, where)
+    common = _hook_fields(
+        full, target, predicate, when_text, uses_common, uses_context, row, source, line_of, where
+    )
     if "storage" in row:
         action = _storage_action(row, mtype, source, line_of, where)
         return Hook(
-            tracepoint=full,
-            event_name=full.split(":", 1)[-1],
-            target=target,
-            when=predicate,
-            when_text=when_text,
-            uses_common=uses_common,
-            uses_context=uses_context,
-            optional=_optional(row, source, line_of("optional"), where),
+            **common,
             entry=Entry.HANDLE,
             model_event=-1,
             model_event_name=f"storage {action}",
-            line=line_of(None),
             storage=action,
         )
     entry_text = row.get("entry", "handle")
@@ -312,20 +333,7 @@ def _hook(
             f"{where}: model {model.name!r} has no event {ev!r} "
             f"(events: {', '.join(model.events)})",
         )
-    return Hook(
-        tracepoint=full,
-        event_name=full.split(":", 1)[-1],
-        target=target,
-        when=predicate,
-        when_text=when_text,
-        uses_common=uses_common,
-        uses_context=uses_context,
-        optional=_optional(row, source, line_of("optional"), where),
-        entry=entry,
-        model_event=model.events.index(ev),
-        model_event_name=ev,
-        line=line_of(None),
-    )
+    return Hook(**common, entry=entry, model_event=model.events.index(ev), model_event_name=ev)
 
 
 def _ltl_model(
@@ -388,19 +396,14 @@ def _ltl_hook(
             raise DefinitionError(
                 source, line_of("value"), f"{where}: value must be true, false or a condition"
             )
+    common = _hook_fields(
+        full, target, when, when_text, uses_common, uses_context, row, source, line_of, where
+    )
     return Hook(
-        tracepoint=full,
-        event_name=full.split(":", 1)[-1],
-        target=target,
-        when=when,
-        when_text=when_text,
-        uses_common=uses_common,
-        uses_context=uses_context,
-        optional=_optional(row, source, line_of("optional"), where),
+        **common,
         entry=Entry.HANDLE,
         model_event=-1,
         model_event_name=action if atom is None else f"{action} {atom}",
-        line=line_of(None),
         action=action,
         atom=atom,
         value=value,
