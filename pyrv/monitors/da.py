@@ -310,18 +310,29 @@ class DAMonitor(Monitor):
 
     def handle(self, entry: Entry, key: Hashable, event: int, ctx: Context) -> None:
         """Run one model event on instance ``key`` through the given entry point."""
+        state = self._admit(entry, key)
+        if state is not None:
+            self._step(key, state, event, ctx)
+
+    def _admit(self, entry: Entry, key: Hashable) -> int | None:
+        """The gate and the three entry points (§3.3): the state to process the event from,
+        or None when the event stops here (gated, not monitoring, or a start that drops it)."""
         if not self.active():
-            return
+            return None
         self.seen.add(key)
         state = self.instances.get(key)
         if state is None:
             if entry is Entry.HANDLE:
-                return
-            state = self.model.initial
-            self.instances[key] = state
+                return None
+            state = self._start(key)
             if entry is Entry.START:
-                return
-        self._step(key, state, event, ctx)
+                return None
+        return state
+
+    def _start(self, key: Hashable) -> int:
+        """da_monitor_start: the instance begins in the initial state."""
+        self.instances[key] = self.model.initial
+        return self.model.initial
 
     def _step(self, key: Hashable, state: int, event: int, ctx: Context) -> None:
         model = self.model

@@ -232,17 +232,9 @@ class HAMonitor(DAMonitor):
     ) -> None:
         """Run one model event; ``env`` gives the value variables (see ``env_provider``)."""
         self.advance_time(ctx.ts)
-        if not self.active():
-            return
-        self.seen.add(key)
-        state = self.instances.get(key)
-        if state is None:
-            if entry is Entry.HANDLE:
-                return
-            state = self._start(key)
-            if entry is Entry.START:
-                return
-        self._step(key, state, event, ctx, env)
+        state = self._admit(entry, key)
+        if state is not None:
+            self._step(key, state, event, ctx, env)
 
     def _step(
         self,
