@@ -28,7 +28,8 @@ from pyrv.sources.tracefs import TraceInstance
 
 _COMM_FIELDS = (("prev_pid", "prev_comm"), ("next_pid", "next_comm"), ("pid", "comm"))
 _SLACK_NS = 1_000_000
-_PAGES_PER_TURN = 8  # events stamped just before "now" may still be being committed
+_PAGES_PER_TURN = 8
+_MAX_QUEUED = 100_000  # events stamped just before "now" may still be being committed
 
 
 def _now_ns(stats: Path) -> int | None:
@@ -99,29 +100,49 @@ class LiveTrace:
             while not self.should_stop():
                 select.select(list(fds.values()), [], [], self.poll_interval)
                 now = _now_ns(stats)
-                self._drain(fds, queues)
+                unread = self._drain(fds, queues)
                 if time.monotonic() - last_cmdlines > 1.0:
                     self._refresh_cmdlines()
                     last_cmdlines = time.monotonic()
                 edge = None if now is None else now - _SLACK_NS
+                for cpu in unread:  # not read to the end: its next events may be older
+                    last = _ts(queues[cpu][-1]) if queues[cpu] else None
+                    edge = None if last is None or edge is None else min(edge, last)
                 yield from _merge_until(queues, edge)
             with contextlib.suppress(OSError):
                 (self.instance.path / "tracing_on").write_text("0")
-            self._drain(fds, queues)  # what was written before tracing stopped
+            while self._drain(fds, queues):  # what was written before tracing stopped
+                yield from _merge_until(queues, self._safe_edge(queues))
             self._refresh_cmdlines()
             yield from _merge_until(queues, None, flush=True)
         finally:
             for fd in fds.values():
                 os.close(fd)
 
-    def _drain(self, fds: dict[int, int], queues: dict[int, deque[TraceItem]]) -> None:
+    def _drain(self, fds: dict[int, int], queues: dict[int, deque[TraceItem]]) -> set[int]:
         """Read every CPU until all are empty, a few pages per CPU in turn: a busy CPU that
-        is drained alone would leave the others' buffers to overflow meanwhile."""
+        is drained alone would leave the others' buffers to overflow meanwhile.
+
+        At most ``_MAX_QUEUED`` items per CPU are held: when the checker cannot keep up, the
+        events stay in the kernel's buffers, which overflow into reported losses (gaps),
+        instead of piling up in memory. Returns the CPUs left unread (each with a full queue,
+        whose last time bounds what may be emitted)."""
         pending = dict(fds)
+        unread: set[int] = set()
         while pending:
             for cpu, fd in list(pending.items()):
-                if not self._read_pages(cpu, fd, queues, _PAGES_PER_TURN):
+                if len(queues[cpu]) >= _MAX_QUEUED:
+                    unread.add(cpu)
                     del pending[cpu]
+                elif not self._read_pages(cpu, fd, queues, _PAGES_PER_TURN):
+                    del pending[cpu]
+        return unread
+
+    @staticmethod
+    def _safe_edge(queues: dict[int, deque[TraceItem]]) -> int | None:
+        """While draining after the stop: everything up to the oldest last-read time."""
+        lasts = [_ts(q[-1]) for q in queues.values() if q]
+        return min(lasts) if lasts else None
 
     def _read_pages(
         self, cpu: int, fd: int, queues: dict[int, deque[TraceItem]], limit: int

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 PREFIX = "pyrv-"
+_SELF_FEEDING = frozenset({"raw_syscalls", "syscalls"})
 DEFAULT_MOUNT = Path("/sys/kernel/tracing")
 
 
@@ -153,7 +154,12 @@ class TraceInstance:
             (self.path / "trace_clock").write_text(self.clock)
         for tp in self.events:
             system, _, name = tp.partition(":")
-            (self.path / "events" / system / name / "enable").write_text("1")
+            event_dir = self.path / "events" / system / name
+            if system in _SELF_FEEDING:
+                # pyrv's own reads of trace_pipe_raw are system calls: traced, they would
+                # feed the trace they are reading, faster than it can be read
+                (event_dir / "filter").write_text(f"common_pid != {os.getpid()}")
+            (event_dir / "enable").write_text("1")
         (self.path / "tracing_on").write_text("1")
 
     def __exit__(self, *exc: object) -> None:
