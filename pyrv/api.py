@@ -16,7 +16,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyrv.monitors.catalogue import build_rv, definitions_dir, load_monitor_definition
+from pyrv.monitors.catalogue import (
+    build_rv,
+    definitions_dir,
+    kernel_definitions,
+    load_monitor_definition,
+)
 from pyrv.monitors.da import DAMonitor, MonitorType
 from pyrv.monitors.dispatch import Dispatcher
 from pyrv.monitors.hooks import MonitorDef
@@ -132,7 +137,19 @@ def check(
         )
         readers.append(reader)
         streams.append(_peeked(items))  # a trace pyrv cannot read fails before any verdict
+    firsts = [next(s, None) for s in streams]
+    if all(f is None for f in firsts):
+        raise CheckError(f"{label}: no events in the trace: nothing to verify")
+    streams = [
+        itertools.chain((f,), s) if f is not None else s
+        for f, s in zip(firsts, streams, strict=True)
+    ]
     names, rv = select_monitors(opts, defs, _presence(files, readers, opts), label)
+    if not names:
+        raise CheckError(
+            f"{label}: no monitor has its events in this trace: nothing to verify "
+            f"(pyrv list --events {label} says what each monitor needs)"
+        )
     if names and not all(r.has_context for r in readers):
         raise CheckError(
             f"{label}: the trace has no context columns (written with the nocontext-info "
@@ -190,11 +207,18 @@ class Verifier:
             items = SwitchContinuity().filter(items)
         started = opts.start_ts is None and opts.start_marker is None
         last_ts = None
+        complete_from = None  # inside a reported loss: nothing is judged before this time
         for item in _counting(items, self.result):
             if isinstance(item, LostEvents):
                 self.lost(item)
+                if item.pids is None and item.ts is not None:
+                    complete_from = max(complete_from or item.ts, item.ts)
                 continue
             last_ts = item.ts
+            if complete_from is not None:
+                if item.ts < complete_from:
+                    continue  # another CPU's event inside the gap: its context is incomplete
+                complete_from = None
             if not started:
                 started = _starts_here(item, opts)
                 if not started:
@@ -328,6 +352,7 @@ def select_monitors(
     Requested monitors (containers expand to their children) must have their hooked events
     (``present(event_name)``); with none requested, every monitor whose events are present.
     """
+    _check_params(opts, defs)
     probe = build_rv(defs, hz=opts.hz, params=opts.params)
     all_mons = {m.name: m for m in _da_monitors(probe)}
     runnable = {n: m for n, m in all_mons.items() if m.definition and m.definition.hooks}
@@ -354,6 +379,23 @@ def select_monitors(
         if opts.reactor is not None:
             _write(rv, f"monitors/{_path(rv, n)}/reactors", opts.reactor)
     return chosen, rv
+
+
+def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:
+    """A parameter no monitor has, or a value that cannot be one, is a usage error: a typo
+    must not quietly run the default."""
+    if opts.hz is not None and opts.hz <= 0:
+        raise CheckError(f"--hz {opts.hz}: the kernel's HZ is a positive number")
+    known = {p for d in [*kernel_definitions().values(), *defs] for p in d.params}
+    known.add("deadline_thresh")  # nomiss's, whose default (one tick) depends on --hz
+    for name, value in opts.params.items():
+        base = name.rstrip("0123456789").removesuffix("_")  # per-task forms: name_<pid>
+        if name not in known and (base == name or base not in known):
+            raise CheckError(
+                f"--param {name}: no monitor has this parameter (known: {', '.join(sorted(known))})"
+            )
+        if value < 0:
+            raise CheckError(f"--param {name}={value}: parameters are not negative")
 
 
 def _missing_message(name: str, where: str, missing: list[str]) -> str:

@@ -274,3 +274,22 @@ def test_list_says_which_events_an_input_provides(capsys):
         "[events missing: preemptirq:preempt_disable, preemptirq:preempt_enable]"
     )
     assert out["sleep"].endswith("[events missing: sched:sched_set_state_tp (bare)]")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "stall", "--param", "nope=1"], "--param nope: no monitor has this parameter"),
+        (["-m", "stall", "--param", "threshold_jiffies=-5"], "are not negative"),
+        (["-m", "stall", "--hz", "0"], "--hz 0: the kernel's HZ is a positive number"),
+    ],
+)
+def test_bad_parameters_are_usage_errors(args, message, capsys):
+    assert main(["check", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_trace_no_monitor_can_read_is_not_a_pass(capsys):
+    trace = need_shared(RECORDED.parent / "public" / "trappy_raw_trace.dat")
+    assert main(["check", str(trace)]) == 2
+    assert "no monitor has its events in this trace" in capsys.readouterr().err

@@ -43,7 +43,16 @@ def run_both(trace, strict: bool = True, **kw) -> tuple:
         recs, gaps = [], []
         opts = CheckOptions(on_record=recs.append, on_gap=gaps.append, **kw)
         try:
-            res = check_fast(trace, opts, strict=strict) if fast else check(trace, opts)
+            try:
+                res = check_fast(trace, opts, strict=strict) if fast else check(trace, opts)
+            except NotApplicable as exc:
+                # lost pages: the reference skips other CPUs' events inside the gap, which the
+                # compiled loop does not do, so such input goes to the reference (checked here)
+                if "lost pages" not in str(exc):
+                    raise
+                recs.clear()
+                gaps.clear()
+                res = check_fast(trace, opts)
         except (CheckError, Exception) as exc:  # noqa: BLE001 - compared below
             res = f"{type(exc).__name__}: {exc}"
         out.append((res, recs, gaps))
@@ -355,7 +364,7 @@ def test_reactors(tmp_path: Path, defs: list[Path]) -> None:
         r.stream = stream
 
     assert_same(path, monitors=["wwnr", "cpuw"], definitions=defs, reactor="printk", setup_rv=setup)
-    assert streams[0].getvalue() and streams[0].getvalue() == streams[1].getvalue()
+    assert streams[0].getvalue() and streams[0].getvalue() == streams[-1].getvalue()
     ref, fast = run_both(path, monitors=ALL, definitions=defs, reactor="panic")
     assert ref[0].startswith("RVPanic") and fast == ref
 

@@ -51,3 +51,28 @@ def test_per_cpu_split_verifies_like_the_whole_trace(tmp_path):
     assert len(expected) == 59  # 1 error_wip + 58 error_wwnr (summary.txt of the oracle)
     # same-time records of different CPUs may come in either order in the whole file
     assert sorted(verdicts(parts)) == sorted(expected)
+
+
+def test_nothing_is_judged_inside_a_reported_loss():
+    """CPU 1 of this instance buffer lost its first 443 events (overwritten): until its first
+    page, CPU 0's events are judged without CPU 1's (wakeups of CPU 0's tasks among them),
+    so no verdict may come from that window; the loss is reported where it began."""
+    from tests.conftest import RECORDED
+
+    dat = need_shared(RECORDED / "tracedat" / "lost_events_instance_tfr.dat")
+    recs, order = [], []
+    res = check(
+        dat,
+        CheckOptions(
+            monitors=["wwnr", "stall"],
+            engine="reference",
+            on_record=recs.append,
+            on_gap=lambda g: order.append(g),
+        ),
+    )
+    cpu1 = next(g for g in res.gaps if g.cpu == 1 and g.pids is None)
+    assert cpu1.count == 443
+    assert all(r.context.ts >= cpu1.ts for r in recs)
+    assert order.index(cpu1) == 0 or all(
+        g.ts is None or g.ts <= cpu1.ts for g in order[: order.index(cpu1)]
+    )
