@@ -98,6 +98,7 @@ class CheckOptions:
     on_gap: GapCallback | None = None
     setup_rv: Callable[[RV], None] | None = None  # e.g. register user reactors
     partial: bool = False  # a damaged trace.dat: verify what was read before the damage
+    on_note: Callable[[str], None] | None = None  # e.g. a container's child that cannot run
     params: dict[str, int] = field(default_factory=dict)  # monitor parameters (threshold_jiffies)
     hz: int | None = None  # the traced kernel's HZ, for models whose clocks count jiffies
     #: "auto": the columnar fast path where it gives the reference's answer (binary traces,
@@ -358,6 +359,8 @@ def select_monitors(
     runnable = {n: m for n, m in all_mons.items() if m.definition and m.definition.hooks}
     requested = opts.monitors
     names = _expand_requested(requested, probe, all_mons) if requested else list(runnable)
+    named = {r.split(":", 1)[-1] for r in requested}  # asked for by name, not as a child
+    skipped: list[str] = []
     chosen = []
     for n in names:
         mon = all_mons[n]
@@ -367,9 +370,17 @@ def select_monitors(
             tp for tp in mon.definition.required_tracepoints() if not present(tp.split(":", 1)[-1])
         ]
         if missing and opts.monitors:
-            raise CheckError(_missing_message(n, where, missing))
+            if n in named:
+                raise CheckError(_missing_message(n, where, missing))
+            skipped.append(_missing_message(n, where, missing))  # a container's child
         if not missing:
             chosen.append(n)
+    if skipped:
+        if not chosen:
+            raise CheckError("; ".join(skipped))
+        for note in skipped:
+            if opts.on_note is not None:
+                opts.on_note(f"not run: {note}")
     slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
     rv = build_rv(defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params)
     if opts.setup_rv is not None:

@@ -150,3 +150,13 @@ def test_recorded_rt_trace_runs_every_monitor_whose_events_it_has():
     trace = need_shared(RECORDED / "rtapp" / "rt-pipe-faults.trace")
     res = check(trace, CheckOptions())
     assert {m.name for m in res.monitors} == {"wwnr", "stall", "pagefault", "wakeup"}
+
+
+def test_a_container_runs_the_children_the_trace_can_feed():
+    trace = need_shared(RECORDED / "rtapp" / "rt-pipe-faults.trace")
+    notes = []
+    res = check(trace, CheckOptions(monitors=["rtapp"], on_note=notes.append))
+    assert [m.name for m in res.monitors] == ["wakeup", "pagefault"]
+    assert len(notes) == 1 and "monitor sleep needs events missing" in notes[0]
+    with pytest.raises(CheckError, match="monitor sleep needs"):  # asked for by name: an error
+        check(trace, CheckOptions(monitors=["sleep"]))

@@ -277,6 +277,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             start_marker=args.start_marker,
             detect_silent_loss=not args.no_resync,
             partial=args.partial,
+            on_note=lambda note: print(f"pyrv check: {note}", file=sys.stderr),
             engine=args.engine,
             params=_params(args.param),
             hz=args.hz,

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         on_record=printer.record if args.trace else None,
         on_gap=gap,
         duration=args.duration,
+        on_note=lambda note: print(f"pyrv mon: {note}", file=sys.stderr),
         buffer_kb=args.buffer_kb,
         setup_rv=(lambda rv: rv.set_printk_kmsg(True)) if args.kmsg else None,
     )
