@@ -20,6 +20,7 @@ from pyrv.api import CheckError, CheckOptions, CheckResult, check
 from pyrv.cli import mon as mon_command
 from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
+from pyrv.cli.options import add_definition_option
 from pyrv.models.automaton import ModelError
 from pyrv.monitors.catalogue import build_rv, load_monitor_definition
 from pyrv.monitors.hooks import DefinitionError
@@ -74,13 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         help="monitor to run (repeatable; a container runs its children); default: "
         "every monitor whose events the trace has",
     )
-    c.add_argument(
-        "-d",
-        "--definition",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a monitor definition (model + hook table, docs/monitor-definitions.md); "
+    add_definition_option(
+        c,
+        "a monitor definition (model + hook table, docs/monitor-definitions.md); "
         "replaces a built-in monitor of the same name",
     )
     c.add_argument(
@@ -158,14 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     record_command.add_parser(sub).set_defaults(run=record_command.run)
     ls = sub.add_parser("list", help="list monitors like the kernel's `rv list`")
     ls.add_argument("container", nargs="?", help="only the monitors of this container")
-    ls.add_argument(
-        "-d",
-        "--definition",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="also list the monitor defined in FILE",
-    )
+    add_definition_option(ls, "also list the monitor defined in FILE")
     ls.add_argument(
         "--events",
         metavar="TRACE|kernel",

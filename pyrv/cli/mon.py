@@ -12,6 +12,7 @@ import os
 import sys
 from typing import TextIO
 
+from pyrv.cli.options import add_definition_option
 from pyrv.monitors.records import Record
 from pyrv.sources.events import LostEvents
 
@@ -27,14 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--buffer-kb", type=int, default=4096, help="per-CPU buffer (default 4096)")
     p.add_argument("--kmsg", action="store_true", help="printk reactor also writes /dev/kmsg")
-    p.add_argument(
-        "-d",
-        "--definition",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a monitor definition file (replaces a built-in of the same name)",
-    )
+    add_definition_option(p)
     return p
 
 

@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 
+from pyrv.cli.options import add_definition_option
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -51,14 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
         default="none",
         help="compression of a version 7 file (default none)",
     )
-    p.add_argument(
-        "-d",
-        "--definition",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a monitor definition file (replaces a built-in of the same name)",
-    )
+    add_definition_option(p)
     return p
 
 
