@@ -421,16 +421,7 @@ class TraceDat:
         if flags & 1:
             if self._decompress is None:
                 raise c.error("compressed section in a file whose compression is 'none'", offset)
-            csize, usize = c.u32(), c.u32()
-            blob = c.take(csize)
-            if usize > _MAX_BLOCK:
-                raise c.error(f"implausible decompressed size {usize}", start)
-            try:
-                data = self._decompress(blob, usize)
-            except Exception as exc:  # zlib.error, zstandard.ZstdError
-                raise c.error(f"cannot decompress: {exc}", start) from None
-            if len(data) != usize:
-                raise c.error(f"decompressed to {len(data)} bytes, expected {usize}", start)
+            data = self._inflate(c, start, "cannot decompress", "decompressed")
             return _Chunk(data, 0, name, self.source, self.byteorder, base=start, exact=False)
         if start + size > len(self._data):
             raise c.error(
@@ -648,6 +639,24 @@ class TraceDat:
         finally:
             self.close()
 
+    def _inflate(self, c: _Chunk, at: int, fails: str, sized: str, release: bool = False) -> bytes:
+        """One compressed block at ``c``: ``u32 csize, u32 usize, data``, decompressed and
+        checked against its stated size (errors name the offset ``at``)."""
+        assert self._decompress is not None
+        csize, usize = c.u32(), c.u32()
+        blob = c.take(csize)
+        if release:
+            self._release(at, c.pos)
+        if usize > _MAX_BLOCK:
+            raise c.error(f"implausible decompressed size {usize}", at)
+        try:
+            data = self._decompress(blob, usize)
+        except Exception as exc:  # zlib.error, zstandard.ZstdError
+            raise c.error(f"{fails}: {exc}", at) from None
+        if len(data) != usize:
+            raise c.error(f"{sized} to {len(data)} bytes, expected {usize}", at)
+        return data
+
     def _release(self, start: int, stop: int) -> None:
         """Let the kernel drop mapped pages a pass is done with (a read-only file mapping
         re-reads them if needed): the RSS of a long trace then stays flat."""
@@ -698,17 +707,9 @@ class TraceDat:
         rest = b""
         for _ in range(count):
             at = c.pos
-            csize, usize = c.u32(), c.u32()
-            blob = c.take(csize)
-            self._release(at, c.pos)
-            if usize > _MAX_BLOCK:
-                raise c.error(f"implausible decompressed size {usize}", at)
-            try:
-                data = self._decompress(blob, usize)
-            except Exception as exc:  # zlib.error, zstandard.ZstdError
-                raise c.error(f"compressed chunk does not decompress: {exc}", at) from None
-            if len(data) != usize:
-                raise c.error(f"chunk decompressed to {len(data)} bytes, expected {usize}", at)
+            data = self._inflate(
+                c, at, "compressed chunk does not decompress", "chunk decompressed", release=True
+            )
             data = rest + data if rest else data
             whole = len(data) - len(data) % self.layout.page_size
             yield from decoder.pages(data[:whole], cd.cpu, base_offset=at, section=where)
