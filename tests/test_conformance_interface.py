@@ -562,8 +562,8 @@ def expected_stdout(command: str, out: list[str]) -> bytes:
     return "".join(t + "\n" for t in text).encode()
 
 
-def check_case(rv: RV, unit: Unit) -> list[str]:
-    problems: list[str] = []
+def case_steps(unit: Unit) -> tuple[list[tuple[str, list[str]]], str]:
+    """A numbered case: its ``(command, expected output lines)`` steps and its state line."""
     steps: list[tuple[str, list[str]]] = []
     state = ""
     for x in unit.lines:
@@ -573,6 +573,12 @@ def check_case(rv: RV, unit: Unit) -> list[str]:
             state = x
         else:
             steps[-1][1].append(x)
+    return steps, state
+
+
+def check_case(rv: RV, unit: Unit) -> list[str]:
+    problems: list[str] = []
+    steps, state = case_steps(unit)
     for command, out in steps:
         if command.startswith("rvio "):
             got = ["  " + y for y in rvio(rv, shlex.split(command)[1:])]

@@ -46,10 +46,10 @@ from tests.conftest import CONFORMANCE, REPO
 from tests.test_conformance_interface import (
     BOOL_ROW,
     RV_ROOT,
-    STATE,
     STRERROR,
     UNITS,
     Unit,
+    case_steps,
     od_to_bytes,
     parse_escaped,
     put_escaped,
@@ -286,15 +286,7 @@ def errnos_match(command: str, got: list[int | None], expected: list[int]) -> bo
 
 def check_case(e: Env, unit: Unit) -> list[str]:
     problems: list[str] = []
-    steps: list[tuple[str, list[str]]] = []
-    state = ""
-    for x in unit.lines:
-        if x.startswith("$ "):
-            steps.append((x[2:], []))
-        elif x.startswith(STATE):
-            state = x
-        else:
-            steps[-1][1].append(x)
+    steps, state = case_steps(unit)
     for command, out in steps:
         if command.startswith("rvio "):
             got = ["  " + y for y in rvio_lines(e, command[len("rvio ") :])]
