@@ -387,7 +387,7 @@ else
 	write monitors/wwnr/enable 1
 	before=$(count)
 	n=0
-	while [ "$(count)" = "$before" ] && [ $n -lt 20 ]; do
+	while [ "$(count)" = "$before" ] && [ $n -lt 40 ]; do
 		load
 		n=$((n + 1))
 	done

@@ -215,7 +215,7 @@ def synth_cpu(cpu: int, seed: int, n: int, *, anomalies: bool = True) -> bytes:
 
 
 def synth_dat(tmp_path: Path, n: int = 1500, seed: int = 1, version: int = 7) -> Path:
-    meta = TraceMetadata.from_raw_dir(RAW, cmdlines=b"200 shared-a\n201 shared-b\n")
+    meta = TraceMetadata.from_raw_dir(need_shared(RAW), cmdlines=b"200 shared-a\n201 shared-b\n")
     path = tmp_path / f"synth{seed}.dat"
     cpus = {c: synth_cpu(c, seed * 10 + c, n) for c in (0, 1)}
     comp = "zstd" if version == 7 else "none"

@@ -394,7 +394,7 @@ def test_iter_tracedat() -> None:
 @pytest.mark.parametrize(("version", "compression"), [(6, "none"), (7, "zstd"), (7, "none")])
 def test_latency_text_buffers(tmp_path: Path, version: int, compression: str) -> None:
     """A latency-format file holds the kernel's text, which the text reader reads."""
-    text = (RECORDED / "ftrace-text" / "opt_latency.txt").read_bytes()
+    text = need_shared(RECORDED / "ftrace-text" / "opt_latency.txt").read_bytes()
     path = tmp_path / "lat.dat"
     write_tracedat(path, {}, version=version, compression=compression, latency=text)
     td = TraceDat(path)
