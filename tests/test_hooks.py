@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from pyrv.models.automaton import Automaton
 from pyrv.monitors.conditions import ConditionError, compile_condition
 from pyrv.monitors.da import Entry, MonitorType
 from pyrv.monitors.hooks import DefinitionError, parse_definition
-from tests.conftest import WWNR_TABLE
+from tests.conftest import REPO, WWNR_TABLE
 
 SWITCH = ("prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid", "next_prio")
 CATALOGUE = {
@@ -221,3 +222,53 @@ def test_user_dot_with_two_edges_for_one_state_and_event_is_rejected(tmp_path):
         DefinitionError, match=r"n.toml:4: model file .*nosuch.dot.* does not exist"
     ):
         load_monitor_definition(tmp_path / "n.toml")
+
+
+def test_env_rows_compute_a_hybrid_models_values_from_each_event():
+    """[env]: a condition gives 1 or 0, an integer field its value (ha_get_env's U64_MAX when
+    the event lacks it); the probe-context names make the monitor need the irq-info column."""
+    d = parse(
+        HEAD
+        + hook(tracepoint="sched:sched_wakeup", task="pid", event="wakeup")
+        + '\n[env]\nirq_off = "common_irqs_off == 1"\nprio = "prio"\n'
+    )
+    assert set(d.env) == {"irq_off", "prio"} and d.env_line == 12
+    assert d.env["irq_off"].get({"common_irqs_off": 1}) == 1
+    assert d.env["irq_off"].get({"common_irqs_off": 0}) == 0
+    assert d.env["prio"].get({"prio": 98}) == 98 and d.env["prio"].get({}) == 2**64 - 1
+    assert d.uses_context() and d.env["irq_off"].uses_context and not d.env["prio"].uses_context
+
+
+@pytest.mark.parametrize(
+    "env, line, message",
+    [
+        ('x = "nofield == 1"', 13, "unknown field 'nofield'"),
+        ('x = "common_comm"', 13, "field 'common_comm' is text"),
+        ("x = 1", 13, "a condition or a field name"),
+        ('x = "pid +"', 13, "syntax error"),
+    ],
+)
+def test_bad_env_rows_name_the_line(env, line, message):
+    with pytest.raises(DefinitionError) as info:
+        parse(
+            HEAD
+            + hook(tracepoint="sched:sched_wakeup", task="pid", event="wakeup")
+            + f"\n[env]\n{env}\n"
+        )
+    assert info.value.line == line and message in info.value.reason
+
+
+def test_env_rows_must_be_the_models_value_variables(tmp_path):
+    """Built against its hybrid model, a definition must give each value variable the model's
+    guards read, and no other name: otherwise the first guard would read nothing."""
+    from pyrv.monitors.catalogue import build_monitor, load_monitor_definition
+
+    opid = (REPO / "pyrv" / "monitors" / "defs" / "opid.toml").read_text()
+    for edit, message in [
+        (opid.replace('preempt_off = "common_preempt_depth > 0"\n', ""), "reads preempt_off"),
+        (opid + 'stray = "common_nmi == 1"\n', "[env] stray: not a value variable"),
+    ]:
+        path = tmp_path / "opid.toml"
+        path.write_text(edit)
+        with pytest.raises(DefinitionError, match=re.escape(message)):
+            build_monitor(load_monitor_definition(path))

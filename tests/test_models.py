@@ -6,7 +6,9 @@ import pytest
 
 from pyrv.models.automaton import Automaton
 from pyrv.models.dot import load_dot_model
+from pyrv.models.hybrid import BoolOp, Comparison, load_bundled_hybrid
 from pyrv.models.library import available_models, load_model, model_path
+from tests.conftest import REPO
 
 # Per monitor: states and events in the expected index order (initial first, then
 # alphabetical; events alphabetical), initial, finals, and the valid transitions by row.
@@ -206,46 +208,13 @@ SPEC: dict[str, dict] = {
             "sleeping": {"sched_wakeup": "runnable"},
         },
     },
-    "opid": {  # §4.11, DA form of 6.17-7.0: initial disabled is NOT final
-        "states": ["disabled", "enabled", "in_irq", "irq_disabled", "preempt_disabled"],
-        "events": [
-            "irq_disable",
-            "irq_enable",
-            "irq_entry",
-            "preempt_disable",
-            "preempt_enable",
-            "sched_need_resched",
-            "sched_waking",
-        ],
-        "initial": "disabled",
-        "finals": {"enabled"},
-        "rows": {
-            "disabled": {
-                "irq_enable": "preempt_disabled",
-                "irq_entry": "disabled",
-                "preempt_enable": "irq_disabled",
-                "sched_need_resched": "disabled",
-                "sched_waking": "disabled",
-            },
-            "enabled": {
-                "irq_disable": "irq_disabled",
-                "preempt_disable": "preempt_disabled",
-                "preempt_enable": "enabled",
-            },
-            "in_irq": {
-                "irq_enable": "enabled",
-                "irq_entry": "in_irq",
-                "sched_need_resched": "in_irq",
-                "sched_waking": "in_irq",
-            },
-            "irq_disabled": {
-                "irq_enable": "enabled",
-                "irq_entry": "in_irq",
-                "preempt_disable": "disabled",
-                "sched_need_resched": "irq_disabled",
-            },
-            "preempt_disabled": {"irq_disable": "disabled", "preempt_enable": "enabled"},
-        },
+    "opid": {  # §4.11, the hybrid form (guards: test_opid_hybrid_guards_are_the_specs)
+        "states": ["any"],
+        "events": ["sched_need_resched", "sched_waking"],
+        "initial": "any",
+        "finals": {"any"},
+        "rows": {"any": {"sched_need_resched": "any", "sched_waking": "any"}},
+        "hybrid": True,
     },
     "stall": {  # §4.16 (the DA structure; clocks, guards and the invariant: test_hybrid.py)
         "states": ["dequeued", "enqueued", "running"],
@@ -328,15 +297,87 @@ SPEC: dict[str, dict] = {
 }
 
 
+#: §4.11, the DA form of kernels 6.17-7.0 (examples/opid-6.17.dot): initial disabled is NOT final
+OPID_DA = {
+    "states": ["disabled", "enabled", "in_irq", "irq_disabled", "preempt_disabled"],
+    "events": [
+        "irq_disable",
+        "irq_enable",
+        "irq_entry",
+        "preempt_disable",
+        "preempt_enable",
+        "sched_need_resched",
+        "sched_waking",
+    ],
+    "initial": "disabled",
+    "finals": {"enabled"},
+    "rows": {
+        "disabled": {
+            "irq_enable": "preempt_disabled",
+            "irq_entry": "disabled",
+            "preempt_enable": "irq_disabled",
+            "sched_need_resched": "disabled",
+            "sched_waking": "disabled",
+        },
+        "enabled": {
+            "irq_disable": "irq_disabled",
+            "preempt_disable": "preempt_disabled",
+            "preempt_enable": "enabled",
+        },
+        "in_irq": {
+            "irq_enable": "enabled",
+            "irq_entry": "in_irq",
+            "sched_need_resched": "in_irq",
+            "sched_waking": "in_irq",
+        },
+        "irq_disabled": {
+            "irq_enable": "enabled",
+            "irq_entry": "in_irq",
+            "preempt_disable": "disabled",
+            "sched_need_resched": "irq_disabled",
+        },
+        "preempt_disabled": {"irq_disable": "disabled", "preempt_enable": "enabled"},
+    },
+}
+
+
 def test_every_spec_model_is_bundled_and_nothing_else() -> None:
     assert available_models() == sorted(SPEC)
 
 
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_bundled_model_equals_spec_table(name: str) -> None:
-    spec = SPEC[name]
     a = load_model(name)
     assert a.name == name
+    assert_equals_spec(a, SPEC[name])
+
+
+def test_opid_da_form_in_examples_equals_spec_table() -> None:
+    """The 6.17-7.0 DA form of opid, kept for traces of those kernels, is still §4.11's table."""
+    model = load_dot_model(REPO / "examples" / "opid-6.17.dot", strict=True)
+    assert model.warnings == () and not model.is_hybrid
+    assert_equals_spec(model.automaton, OPID_DA)
+
+
+def test_opid_hybrid_guards_are_the_specs() -> None:
+    """§4.11: need_resched needs irq_off == 1, waking irq_off == 1 && preempt_off == 1; both
+    variables are read at the probe (not stored), no invariant, so no timer."""
+    h = load_bundled_hybrid("opid", {})
+    assert [(e.name, e.kind, e.stored) for e in h.envs] == [
+        ("irq_off", "value", False),
+        ("preempt_off", "value", False),
+    ]
+    assert h.invariants == {}
+    ev = h.automaton.event_index
+    need, waking = h.rules[(0, ev("sched_need_resched"))], h.rules[(0, ev("sched_waking"))]
+    assert need.guard == Comparison(0, "==", 1, "irq_off == 1") and not need.resets
+    assert waking.guard == BoolOp(
+        "&&", Comparison(0, "==", 1, "irq_off == 1"), Comparison(1, "==", 1, "preempt_off == 1")
+    )
+    assert not waking.resets
+
+
+def assert_equals_spec(a: Automaton, spec: dict) -> None:
     assert list(a.states) == spec["states"]
     assert list(a.events) == spec["events"]
     assert a.states[a.initial] == spec["initial"]

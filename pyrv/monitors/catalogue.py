@@ -102,7 +102,9 @@ def build_monitor(
         if defn.model is not None and defn.model.name == "nomiss":
             return _build_nomiss(defn, hz or DEFAULT_HZ, params or {})
         known = {k: v for k, v in (params or {}).items() if k in defn.params}
-        return build_ha_monitor(defn, params=known, hz=hz or DEFAULT_HZ)
+        mon = build_ha_monitor(defn, params=known, hz=hz or DEFAULT_HZ)
+        _check_env(defn, mon.hybrid)
+        return mon
     mon = DAMonitor(defn.name, defn.description, defn.model, defn.type)
     mon.definition = defn
     return mon
@@ -203,6 +205,29 @@ def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> Nomis
     mon = NomissMonitor(defn.name, defn.description, model, values, thresh)
     mon.definition = defn
     return mon
+
+
+def _check_env(defn: MonitorDef, model: HybridAutomaton) -> None:
+    """Every value variable of the model has an [env] row, and every row is one of them: an
+    engine asked for a value nobody supplies would fail at the first guard reading it."""
+    values = [e.name for e in model.envs if not e.stored]
+    missing = [n for n in values if n not in defn.env]
+    unknown = [n for n in defn.env if n not in values]
+    if missing or unknown:
+        from pyrv.monitors.hooks import DefinitionError
+
+        line = defn.env[unknown[0]].line if unknown else defn.env_line
+        reason = (
+            f"[env] {unknown[0]}: not a value variable of model {model.name!r}"
+            if unknown
+            else f"model {model.name!r} reads {', '.join(missing)} at the probe: give "
+            "each in [env] (a condition or a field name)"
+        )
+        raise DefinitionError(
+            defn.source,
+            line,
+            f"monitor {defn.name}: {reason}; its value variables: {', '.join(values) or 'none'}",
+        )
 
 
 def _is_hybrid(defn: MonitorDef) -> bool:

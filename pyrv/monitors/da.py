@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import errno
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -283,11 +283,19 @@ class DAMonitor(Monitor):
         else:
             raise ValueError(f"unknown storage action {action!r} ({', '.join(STORAGE_ACTIONS)})")
 
-    def handle_object(self, entry: Entry, ident: int, event: int, ctx: Context) -> None:
+    def handle_object(
+        self,
+        entry: Entry,
+        ident: int,
+        event: int,
+        ctx: Context,
+        env: Mapping[str, int] | None = None,
+    ) -> None:
         """A per-object monitor's ``da_handle_*(id, target, event)``: only an object with
         storage reaches the engine. ``handle`` on an object without storage is ignored; a
         start/start_run creates the storage first (``da_create_storage``) unless the monitor
-        skips auto allocation, and the event is dropped when the table is full."""
+        skips auto allocation, and the event is dropped when the table is full. ``env``: a
+        hybrid model's value variables for this event (HAMonitor.handle)."""
         if not self.active():
             return
         key = ObjectId(ident)
@@ -296,7 +304,10 @@ class DAMonitor(Monitor):
                 return
             if not self.create_storage(key):
                 return
-        self.handle(entry, key, event, ctx)
+        if env is None:
+            self.handle(entry, key, event, ctx)
+        else:
+            self.handle(entry, key, event, ctx, env)  # type: ignore[call-arg]
 
     def _auto_alloc(self) -> bool:
         return (self.storage.config if self.storage is not None else self.storage_config).auto_alloc

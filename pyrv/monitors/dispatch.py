@@ -82,12 +82,21 @@ class Dispatcher:
                 self.hooked[mon.name] += 1
             if hook.action is not None:
                 self._ltl(mon, hook, key, ev, values or ev.fields, ctx)  # type: ignore[arg-type]
-            elif hook.storage is not None:
+                continue
+            if hook.storage is not None:
                 mon.storage_action(hook.storage, key)  # type: ignore[arg-type]
-            elif mon.type is MonitorType.PER_OBJ:
-                mon.handle_object(hook.entry, key, hook.model_event, ctx)  # type: ignore[arg-type]
-            else:
+                continue
+            env = None
+            if mon.definition.env:  # a hybrid model's value variables, read at the probe
+                if values is None or values is ev.fields:
+                    values = self._with_common(ev)
+                env = {n: v.get(values) for n, v in mon.definition.env.items()}
+            if mon.type is MonitorType.PER_OBJ:
+                mon.handle_object(hook.entry, key, hook.model_event, ctx, env)  # type: ignore[arg-type]
+            elif env is None:
                 mon.handle(hook.entry, key, hook.model_event, ctx)
+            else:
+                mon.handle(hook.entry, key, hook.model_event, ctx, env)  # type: ignore[call-arg]
 
     def _ltl(
         self,

@@ -17,7 +17,7 @@ from typing import Any
 
 from pyrv.models.automaton import Automaton, ModelError
 from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
-from pyrv.monitors.conditions import ConditionError, Predicate, compile_condition
+from pyrv.monitors.conditions import ConditionError, Fields, Predicate, compile_condition
 from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
 from pyrv.monitors.ltl import RTAPP, AtomInit, CommPrefix
 
@@ -104,6 +104,24 @@ class Hook:
     storage: str | None = None
 
 
+#: what ``ha_get_env`` returns for a variable it cannot read (spec §3.5)
+ENV_UNREADABLE = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    """One row of ``[env]``: a value variable of a hybrid model (``irq_off``), computed from
+    every event the monitor handles, as the kernel monitor's ``ha_get_env`` reads it at the
+    probe. ``text`` is a condition (1 when it holds, else 0) or the name of an integer field."""
+
+    name: str
+    text: str
+    get: Callable[[Fields], int]
+    uses_common: bool
+    uses_context: bool
+    line: int | None
+
+
 @dataclass
 class MonitorDef:
     """Everything needed to build and register one monitor."""
@@ -122,6 +140,9 @@ class MonitorDef:
     ltl_init: AtomInit | None = None  # its ltl_atoms_init() as data
     ltl_fetch: dict[str, str] = field(default_factory=dict)  # atom -> fact, re-read each update
     storage: StorageConfig | None = None  # a per-object monitor's [storage] table
+    #: a hybrid model's value variables, by name ([env]); empty when the model has none
+    env: dict[str, EnvValue] = field(default_factory=dict)
+    env_line: int | None = None  # where [env] is, for errors found when the model is built
 
     def tracepoints(self) -> list[str]:
         """The tracepoints this monitor hooks, in table order, without repeats."""
@@ -133,8 +154,11 @@ class MonitorDef:
         return [tp for tp in self.tracepoints() if tp not in optional]
 
     def uses_context(self) -> bool:
-        """Whether a hook reads the probe context (hardirq, irqs off...) of the irq-info column."""
-        return any(h.uses_context for h in self.hooks)
+        """Whether a hook or an [env] value reads the probe context (hardirq, irqs off...) of the
+        irq-info column."""
+        return any(h.uses_context for h in self.hooks) or any(
+            v.uses_context for v in self.env.values()
+        )
 
 
 #: tracepoint -> (its system:name, its fields with their types, or just their names)
@@ -214,6 +238,7 @@ def parse_definition(
         if key in data and ltl is None:
             raise DefinitionError(source, locate.key_line(key, 0, None), f"[{key}] is for LTL")
     storage = _storage(data.get("storage"), mtype, source, locate)
+    env = _env(data.get("env"), hooks, ltl is not None, lookup, source, locate)
     return MonitorDef(
         name=name,
         description=str(mon.get("description", "")),
@@ -228,6 +253,8 @@ def parse_definition(
         ltl_init=init,
         ltl_fetch=fetch,
         storage=storage,
+        env=env,
+        env_line=locate.key_line("env", 0, None) if env else None,
     )
 
 
@@ -480,6 +507,64 @@ def _ltl_tables(
                 f"{', '.join(FACTS)}",
             )
     return AtomInit(**parts), dict(fetch)
+
+
+def _env(
+    value: Any,
+    hooks: list[Hook],
+    is_ltl: bool,
+    lookup: Callable[[str], tuple[str, dict[str, type | None]] | None],
+    source: str,
+    locate: _Locator,
+) -> dict[str, EnvValue]:
+    """``[env]``: ``name = "condition"`` or ``name = "field"``, over the fields of the hooked
+    tracepoints and the common/context ones. Whether the names are the model's value variables
+    is checked where the hybrid model is built (pyrv.monitors.catalogue)."""
+    if value is None:
+        return {}
+    if is_ltl:
+        raise DefinitionError(source, locate.key_line("env", 0, None), "[env] is for hybrid models")
+    if not isinstance(value, dict):
+        raise DefinitionError(source, locate.key_line("env", 0, None), "[env] must be a table")
+    fields: dict[str, type | None] = dict(COMMON_TYPES)
+    for tp in dict.fromkeys(h.tracepoint for h in hooks):
+        found = lookup(tp)
+        if found is not None:
+            fields.update(found[1])
+            fields.update(DERIVED_FIELDS.get(found[0], {}))
+    out = {}
+    for name, text in value.items():
+        line = locate.key_line("env", 0, name)
+        if not isinstance(text, str) or not text.strip():
+            raise DefinitionError(
+                source, line, f"[env] {name}: a condition or a field name, as a string"
+            )
+        out[name] = EnvValue(
+            name,
+            text,
+            _env_getter(name, text.strip(), fields, source, line),
+            any(c in text for c in COMMON_FIELDS),
+            any(c in text for c in CONTEXT_TYPES),
+            line,
+        )
+    return out
+
+
+def _env_getter(
+    name: str, text: str, fields: dict[str, type | None], source: str, line: int | None
+) -> Callable[[Fields], int]:
+    """An integer field's value (ENV_UNREADABLE when the event lacks it), or a condition as 0/1."""
+    if _NAME_RE.match(text) and text in fields:
+        if fields[text] is str:
+            raise DefinitionError(source, line, f"[env] {name}: field {text!r} is text")
+
+        def field_value(values: Fields) -> int:
+            v = values.get(text)
+            return v if isinstance(v, int) else ENV_UNREADABLE
+
+        return field_value
+    pred = _compile(text, fields, source, line, f"[env] {name}")
+    return lambda values: int(pred(values))
 
 
 def _params(value: Any, source: str, line: int | None) -> dict[str, int]:
