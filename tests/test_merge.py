@@ -6,8 +6,8 @@ import lzma
 
 from pyrv.api import CheckOptions, check
 from pyrv.sources.events import LostEvents, TraceEvent
-from pyrv.sources.merge import merge_by_time
-from tests.conftest import CONFORMANCE, need_shared
+from pyrv.sources.merge import merge_by_time, place_text_losses
+from tests.conftest import CONFORMANCE, RECORDED, need_shared
 
 
 def ev(ts, cpu):
@@ -76,3 +76,70 @@ def test_nothing_is_judged_inside_a_reported_loss():
     assert order.index(cpu1) == 0 or all(
         g.ts is None or g.ts <= cpu1.ts for g in order[: order.index(cpu1)]
     )
+
+
+def lost(cpu, line):
+    return LostEvents(cpu=cpu, count=7, reason="dropped", line=line)
+
+
+def at(ts, cpu, line):
+    return TraceEvent(ts=ts, cpu=cpu, pid=1, comm="x", name="e", line=line)
+
+
+def test_a_text_marker_is_delivered_where_its_loss_began_with_its_end():
+    """trace-cmd prints CPU 1's marker before CPU 1's next event (line 5): the loss began after
+    CPU 1's previous event (line 2) and ended at 40; CPU 0's marker (line 7) has no CPU-0
+    event before it (delivered first of all) and ends at line 8's time; a marker no later
+    event of its CPU closes (line 9) and one without a CPU (line 10) stay where they are."""
+    items = [
+        at(10, 0, 1),
+        at(11, 1, 2),
+        at(20, 2, 3),
+        at(30, 2, 4),
+        lost(1, 5),
+        at(40, 1, 6),
+        lost(0, 7),
+        at(50, 0, 8),
+        lost(2, 9),
+        lost(None, 10),
+    ]
+    items[0] = at(10, 3, 1)  # CPU 0 has no event before its marker
+    out = list(place_text_losses(items, items))
+    assert [(type(i).__name__, i.line, i.ts) for i in out] == [
+        ("LostEvents", 7, 50),
+        ("TraceEvent", 1, 10),
+        ("TraceEvent", 2, 11),
+        ("LostEvents", 5, 40),
+        ("TraceEvent", 3, 20),
+        ("TraceEvent", 4, 30),
+        ("TraceEvent", 6, 40),
+        ("TraceEvent", 8, 50),
+        ("LostEvents", 9, None),
+        ("LostEvents", 10, None),
+    ]
+
+
+def test_a_merged_report_with_dropped_events_verifies_like_its_trace_dat():
+    """report_lost_events_instance_tfr.txt is trace-cmd report's rendering of
+    lost_events_instance_tfr.dat (whose decoding equals trace-cmd's, test_tracedat.py): with
+    its markers placed where the losses began, every monitor gives the .dat's records and gaps
+    (times agree to the report's rounding to microseconds) — no verdict from inside a loss."""
+    report = need_shared(RECORDED / "tracedat" / "report_lost_events_instance_tfr.txt")
+    dat = need_shared(RECORDED / "tracedat" / "lost_events_instance_tfr.dat")
+    got = []
+    for path in (report, dat):
+        recs = []
+        res = check(path, CheckOptions(on_record=recs.append, emit_events=True))
+        got.append(
+            (
+                [(r.kind, r.monitor, r.id, r.state, r.event, r.next_state) for r in recs],
+                [r.context.ts for r in recs],
+                [(g.cpu, g.count) for g in res.gaps],
+                [(m.name, m.hooked_events, m.violations) for m in res.monitors],
+            )
+        )
+    (text_recs, text_ts, text_gaps, text_sum), (dat_recs, dat_ts, dat_gaps, dat_sum) = got
+    assert text_recs == dat_recs and len(text_recs) > 100
+    assert all(abs(a - b) <= 1000 for a, b in zip(text_ts, dat_ts, strict=True))
+    assert text_gaps == dat_gaps == [(0, 448), (1, 443)]
+    assert text_sum == dat_sum

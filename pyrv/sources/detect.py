@@ -44,7 +44,8 @@ from typing import IO, Any
 from pyrv.sources.errors import TraceError
 from pyrv.sources.events import TraceItem
 from pyrv.sources.formats import FormatSet
-from pyrv.sources.ftrace_text import TextTraceReader
+from pyrv.sources.ftrace_text import TextTraceReader, _sniff
+from pyrv.sources.merge import place_text_losses
 from pyrv.sources.ring_buffer import (
     PageDecoder,
     RawTraceDir,
@@ -180,14 +181,41 @@ def open_trace(
         layout = RingBufferLayout.load(formats_dir) if formats_dir is not None else None
         reader = RawPagesFile(path, formats, cpu=cpu, layout=layout, source=source)
     else:
-        reader = TextTraceReader(
-            path,
-            source=source,
-            formats=formats,
-            skip_bad_lines=skip_bad_lines,
-            catalogue=catalogue,
-        )
+
+        def text_reader() -> TextTraceReader:
+            return TextTraceReader(
+                path,
+                source=source,
+                formats=formats,
+                skip_bad_lines=skip_bad_lines,
+                catalogue=catalogue,
+            )
+
+        reader = text_reader()
+        if _has_dropped_markers(path):  # a merged report: give its markers their place
+            return reader, place_text_losses(text_reader(), reader)
     return reader, iter(reader)
+
+
+_DROPPED = b"EVENTS DROPPED]"
+
+
+def _has_dropped_markers(path: str | os.PathLike[str]) -> bool:
+    """Whether a re-readable text file (plain or compressed) holds a trace-cmd loss marker;
+    stdin cannot be read twice, and a file that cannot be read is the reader's to report."""
+    if os.fspath(path) == "-" or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as raw:
+            stream = _sniff(raw, os.fspath(path))
+            tail = b""
+            while chunk := stream.read(1 << 20):
+                if _DROPPED in tail + chunk:
+                    return True
+                tail = chunk[-len(_DROPPED) :]
+    except (OSError, EOFError, ValueError, TraceError):
+        return False
+    return False
 
 
 def _events_dir(root: Path) -> Path:
