@@ -24,8 +24,10 @@ from pyrv.cli.options import add_definition_option
 from pyrv.models.automaton import ModelError
 from pyrv.monitors.catalogue import build_rv, load_monitor_definition
 from pyrv.monitors.hooks import DefinitionError
+from pyrv.monitors.monitor import Monitor
 from pyrv.monitors.reactors import RVPanic
 from pyrv.monitors.records import Record
+from pyrv.monitors.registry import RV
 from pyrv.sources.errors import TraceError
 from pyrv.sources.events import LostEvents
 
@@ -306,7 +308,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     except (ModelError, DefinitionError) as exc:
         print(f"pyrv list: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    rv = build_rv(defs, per_task_slots=8)
+    try:
+        rv = build_rv(defs, per_task_slots=8)
+    except OSError as exc:  # a monitor the registry refuses (rv_register_monitor's errno)
+        print(f"pyrv list: cannot register the monitors: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         provides = _event_source(args.events) if args.events else None
     except (OSError, TraceError) as exc:
@@ -316,7 +322,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for mon in rv.monitors():
         parent = mon.parent.name if mon.parent is not None else None
         state = "[ON]" if mon.enabled else "[OFF]"
-        desc = mon.description.split("\n", 1)[0]
+        desc = _desc_line(rv, mon)
         if provides is not None:
             state += _events_note(mon, provides)
         if args.container:
@@ -332,6 +338,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
         where = f" in container {args.container}" if args.container else ""
         print(f"-- No monitor found{where} --")
     return EXIT_OK
+
+
+def _desc_line(rv: RV, mon: Monitor) -> str:
+    """What ``rv list`` shows of a description: the monitor's ``desc`` file (the kernel's
+    256-byte buffer cuts a long one to 255 characters) up to its first newline."""
+    path = f"{mon.parent.name}/{mon.name}" if mon.parent is not None else mon.name
+    text = rv.read(f"monitors/{path}/desc").split(b"\0", 1)[0]
+    return text.decode(errors="replace").split("\n", 1)[0]
 
 
 def _event_source(where: str):  # noqa: ANN202 - a predicate over event names
