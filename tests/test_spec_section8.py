@@ -3,9 +3,9 @@ r"""Spec §8 ("Fixes and corner cases -> regression tests"), line by line.
 Every commit title quoted in the §8 table, and every item of its paragraph "Further behaviours
 visible in code without a known commit title", is listed below with what covers it: a test of
 this file (a bare ``test_...`` name, whose docstring quotes the title), test node ids elsewhere
-in tests/ (``tests/...::...``), ``pending:`` a node id another branch is writing, or
-``none:`` and why no test applies. :func:`test_every_section8_line_is_covered` checks this
-table against the spec's and that every node id named here is collected.
+in tests/ (``tests/...::...``), or ``none:`` and why no test applies.
+:func:`test_every_section8_line_is_covered` checks this table against the spec's and that every
+node id named here is collected.
 
 "rv: Add Runtime Verification (RV) interface"
     tests/test_registry.py::test_listdir_and_nested_paths
@@ -98,7 +98,7 @@ table against the spec's and that every node id named here is collected.
     tests/test_sched_monitors.py::test_sssw
     tests/test_sched_monitors.py::test_nrp_ignores_the_lazy_bit
 "rv: Add opid per-cpu monitor"
-    tests/test_sched_monitors.py::test_opid_starts_only_outside_hardirq
+    tests/test_sched_monitors.py::test_opid_da_form_starts_only_outside_hardirq
 "rv: Adjust monitor dependencies"
     tests/test_catalogue.py::test_descriptions_and_types_are_the_kernels
 "rv: Unify DA event handling functions across monitor types"
@@ -118,7 +118,8 @@ table against the spec's and that every node id named here is collected.
     tests/test_stall.py::test_definition_is_spec_4_16
     tests/test_stall.py::test_a_short_wait_passes_and_a_long_one_stalls
 "rv: Convert the opid monitor to a hybrid automaton"
-    pending: tests/test_sched_monitors.py::test_opid_hybrid_form
+    tests/test_sched_monitors.py::test_opid_hybrid_form
+    tests/test_models.py::test_opid_hybrid_guards_are_the_specs
 "sched: Export hidden tracepoints to modules"
     tests/test_sched_monitors.py::test_bare_tracepoints_are_named_when_missing
 "sched: Add deadline tracepoints"
@@ -217,7 +218,7 @@ DEFAULT_REACTORS = b"[nop]\nprintk\npanic\n"
 
 
 def table() -> dict[str, list[str]]:
-    """This module's table: title -> its targets (node ids, local tests, pending, none)."""
+    """This module's table: title -> its targets (node ids, local tests, none)."""
     out: dict[str, list[str]] = {}
     title = None
     for line in (__doc__ or "").splitlines():
@@ -283,19 +284,9 @@ def test_every_section8_line_is_covered():
                 assert f'"{title}"' in " ".join(doc.split()), (title, target)
             else:
                 kind, _, reason = target.partition(": ")
-                assert kind in ("none", "pending") and reason, (title, target)
+                assert kind == "none" and reason, (title, target)
     ids = collected({n.split("::", 1)[0] for n in nodes})
     assert sorted(n for n in nodes if not is_collected(n, ids)) == []
-
-
-def test_pending_entries_exist_once_written():
-    """The ``pending:`` entries (another branch writes them) are checked once they exist."""
-    pending = [t.split(": ", 1)[1] for ts in table().values() for t in ts if t.startswith("pen")]
-    assert pending
-    ids = collected({p.split("::", 1)[0] for p in pending})
-    missing = [p for p in pending if not is_collected(p, ids)]
-    if missing:
-        pytest.skip(f"not written yet (another branch): {', '.join(missing)}")
 
 
 # -- rv tool emulation: pyrv mon / pyrv list ------------------------------------------------
