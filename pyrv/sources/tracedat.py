@@ -558,12 +558,13 @@ class TraceDat:
         hp, he = self._header_texts
         self.layout = RingBufferLayout.from_texts(hp, he, self.byteorder, source=self.source)
         Scanner(self).scan(data_at)
-        self.index_lost = lost + ", the data before it was found by scanning"
+        self.index_lost = (
+            lost
+            + ", the data before it was found by scanning"
+            + "".join(f"; buffer {b.name!r}: {b.note}" for b in self.buffers if b.note)
+        )
         self.stopped_at = min(damage.offset or self.file_size, self.file_size)
         self.stop_reason = self.index_lost
-        for buf in self.buffers:
-            if buf.note and not buf.unread:
-                self.stop_reason += f"; buffer {buf.name!r}: {buf.note}"
 
     # options ----------------------------------------------------------------------------------
 
@@ -842,8 +843,8 @@ class TraceDat:
         return LostEvents(
             cpu,
             None,
-            f"not read: {buf.note}; CPU {cpu}{of} has no events read (its buffer index was lost:"
-            f" {self.index_lost})",
+            f"not read: {buf.note}; CPU {cpu}{of} has no events read (the buffer index"
+            " trace-cmd writes after the data is lost)",
             0,
             self.source,
         )
