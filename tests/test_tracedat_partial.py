@@ -348,3 +348,19 @@ def test_a_file_whose_writer_died_in_the_data(tmp_path: Path) -> None:
     want, got = uncut(path)[1], by_cpu(items)
     assert got[0] == want[0] and 0 < len(got[1]) < len(want[1])
     assert got[1] == want[1][: len(got[1])] and set(our_marks(items)) == {1}
+
+
+def test_a_flyrecord_section_whose_size_was_never_filled_in(tmp_path: Path) -> None:
+    """The section's size is written after the data too: 0 there, the data runs to the cut."""
+    path = need_shared(TRACEDAT / "sched_v7_zstd.dat")
+    src = bytearray(path.read_bytes())
+    sec = TraceDat(path).buffers[0].offset
+    assert struct.unpack_from("<H", src, sec)[0] == 3  # the flyrecord section's id
+    struct.pack_into("<Q", src, sec + 8, 0)
+    (_, _, _, _), (_, start1, end1, _) = data_ends(path)
+    cut_path = tmp_path / "nosize.dat"
+    cut_path.write_bytes(bytes(src[: (start1 + end1) // 2]))
+    items = list(TraceDat(cut_path, partial=True))
+    want, got = uncut(path)[1], by_cpu(items)
+    assert got[0] == want[0] and 0 < len(got[1]) < len(want[1])
+    assert got[1] == want[1][: len(got[1])] and set(our_marks(items)) == {1}

@@ -77,6 +77,8 @@ class Scanner:
             if sid != _SEC_BUFFER or bool(flags & 1) != (td._decompress is not None):
                 break  # the damaged options section (or not data): nothing more to find
             end = pos + 16 + size
+            if size == 0 and pos + 32 <= td.file_size and not any(self.data[pos + 16 : pos + 32]):
+                end = td.file_size + 1  # size 0 and no section after: the writer died in the data
             if pos not in known:
                 td.buffers.append(self._buffer(pos, min(end, td.file_size), end <= td.file_size))
             if end > td.file_size:
@@ -91,7 +93,8 @@ class Scanner:
         for name, stats in td.cpustats.items():
             if name not in have:
                 buf = BufferInfo(name, clock=td.clock, page_size=self.psize, recovered=True)
-                buf.unread = sorted(stats)
+                reads = self._reads(name)
+                buf.unread = [c for c in sorted(stats) if reads is None or reads.get(c)]
                 buf.note = f"no data of this buffer found: the scan stopped at byte offset {at}"
                 td.buffers.append(buf)
 
