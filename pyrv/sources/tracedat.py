@@ -240,7 +240,7 @@ class TraceDat:
     not count ns: ``counter``, ``uptime``, ``x86-tsc`` without TSC2NSEC), ``has_context``
     (True), ``skipped`` (empty), ``dropped_incomplete`` (0). After iterating with
     ``partial=True``: ``stopped_at`` (byte offset of the first damage, None when none) and
-    ``stop_reason``.
+    ``stop_reason`` (a v7 file's lost buffer index sets them when the object is made).
 
     ``buffer`` selects one buffer by name (``""`` = top); None reads them all, as
     ``trace-cmd report`` does.
@@ -468,10 +468,7 @@ class TraceDat:
             except BinaryTraceError as exc:
                 damage = exc
                 break
-            size = self._data[offset + 8 : offset + 16]
-            last_end = (
-                offset + 16 + int.from_bytes(size, "little" if self.byteorder == "<" else "big")
-            )
+            last_end = offset + 16 + self._int(self._data[offset + 8 : offset + 16])
             offset = self._options(c, sections)
         if damage is not None and not (
             sections.keys() >= {OPT_HEADER_INFO, OPT_EVENT_FORMATS} and self._flyrecord_at(last_end)
@@ -516,16 +513,15 @@ class TraceDat:
 
     def _options(self, c: _Chunk, sections: dict[int, int]) -> int:
         """Read one options section's options; returns the next section's offset (0: none)."""
-        order = "little" if self.byteorder == "<" else "big"
         while True:
             oid, size = c.u16(), c.u32()
             data = c.take(size)
             if oid == OPT_DONE:
                 if len(data) < 8:
                     raise c.error("DONE option shorter than 8 bytes")
-                return int.from_bytes(data[:8], order)
+                return self._int(data[:8])
             if OPT_HEADER_INFO <= oid <= OPT_CMDLINES and len(data) >= 8:
-                sections[oid] = int.from_bytes(data[:8], order)
+                sections[oid] = self._int(data[:8])
                 continue
             self._option(oid, data, c)
 
@@ -533,10 +529,10 @@ class TraceDat:
         """Whether a flyrecord section no BUFFER option points at starts at ``pos``."""
         if not pos or pos + 16 > self.file_size or any(b.offset == pos for b in self.buffers):
             return False
-        sid = int.from_bytes(
-            self._data[pos : pos + 2], "little" if self.byteorder == "<" else "big"
-        )
-        return sid == OPT_BUFFER
+        return self._int(self._data[pos : pos + 2]) == OPT_BUFFER
+
+    def _int(self, raw: bytes) -> int:
+        return int.from_bytes(raw, "little" if self.byteorder == "<" else "big")
 
     def _index_lost(self, damage: BinaryTraceError, data_at: int) -> None:
         """The options after the data (v7's buffer index) are lost: an error that says so, or
@@ -555,7 +551,7 @@ class TraceDat:
             )
         from pyrv.sources.tracedat_scan import Scanner
 
-        hp, he = self._header_texts
+        hp, he = self._header_texts  # the scan decodes pages (to count events): it needs these
         self.layout = RingBufferLayout.from_texts(hp, he, self.byteorder, source=self.source)
         Scanner(self).scan(data_at)
         self.index_lost = (
