@@ -174,9 +174,9 @@ def check(
     result.skipped_lines = [s for r in readers for s in r.skipped]
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
     for r in readers:
-        stopped = getattr(r, "stopped_at", None)
+        stopped, why = getattr(r, "stopped_at", None), getattr(r, "stop_reason", None)
         if stopped is not None:
-            result.stopped_at = str(stopped)
+            result.stopped_at = f"byte offset {stopped}" + (f" ({why})" if why else "")
     return result
 
 

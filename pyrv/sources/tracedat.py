@@ -38,8 +38,18 @@ damage of one CPU's data ends that CPU's stream instead: its events up to the da
 yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
 ts=that CPU's last timestamp, or 0 when none was read)``, and :attr:`TraceDat.stopped_at`
 and :attr:`TraceDat.stop_reason` say where and why reading stopped. Damage in what every
-event needs (the headers, the formats, v7's options with the buffer index, which trace-cmd
-writes after the data) raises even with ``partial=True``: nothing could be read.
+event needs (the headers, the formats, the options before the data) raises even with
+``partial=True``: nothing could be read.
+
+v7 writes each buffer's index (the BUFFER option: CPU -> offset, size) in an options section
+*after* its data, so a cut file has lost it; without ``partial`` that is an error naming the
+options section and offset. With ``partial=True`` the data is found again by
+:mod:`pyrv.sources.tracedat_scan` from the flyrecord section that follows the last readable
+options section, and a CPU's data is read only where its CPU is certain (see there: trace-cmd's
+CPU order, compressed data's own chunk sizes, the CPUSTAT options written before the data).
+What cannot be attributed is not read: each CPU it may belong to gets a ``LostEvents(cpu,
+None, "not read: ...")`` at ts 0 naming the offset; a buffer index lost after complete data
+costs nothing but is still reported in ``stopped_at``/``stop_reason``.
 """
 
 from __future__ import annotations
@@ -99,6 +109,7 @@ class CpuData:
     cpu: int
     offset: int
     size: int
+    truncated: bool = False  # found by scanning, cut: the file ends inside it
 
 
 @dataclass(slots=True)
@@ -111,6 +122,9 @@ class BufferInfo:
     cpus: list[CpuData] = field(default_factory=list)
     offset: int = 0  # v7: the buffer's section; v6: its flyrecord block
     latency: bool = False  # a text buffer (latency-format output), not pages
+    recovered: bool = False  # v7 with its BUFFER option lost: the CPU data found by scanning
+    unread: list[int] = field(default_factory=list)  # recovered: CPUs whose data was not read
+    note: str | None = None  # recovered: why (and from where) data was not attributed
 
 
 class _Chunk:
@@ -226,7 +240,7 @@ class TraceDat:
     not count ns: ``counter``, ``uptime``, ``x86-tsc`` without TSC2NSEC), ``has_context``
     (True), ``skipped`` (empty), ``dropped_incomplete`` (0). After iterating with
     ``partial=True``: ``stopped_at`` (byte offset of the first damage, None when none) and
-    ``stop_reason``.
+    ``stop_reason`` (a v7 file's lost buffer index sets them when the object is made).
 
     ``buffer`` selects one buffer by name (``""`` = top); None reads them all, as
     ``trace-cmd report`` does.
@@ -272,6 +286,7 @@ class TraceDat:
         self.dropped_incomplete = 0
         self.stopped_at: int | None = None
         self.stop_reason: str | None = None
+        self.index_lost: str | None = None  # v7 damage after the data (partial: recovered)
         self.text_reader: Any = None  # latency buffers: the text reader doing the work
         self._header_texts: tuple[str | None, str | None] = (None, None)
         self._decompress: Callable[[bytes, int], bytes] | None = None
@@ -442,26 +457,23 @@ class TraceDat:
         sections: dict[int, int] = {}
         seen: set[int] = set()
         offset = options_offset
+        last_end = 0  # where the last readable options section ends
+        damage: BinaryTraceError | None = None
         while offset:
             if offset in seen:
                 raise BinaryTraceError(self.source, "options", offset, "options sections loop")
             seen.add(offset)
-            c = self._section(offset, OPT_DONE, "options")
-            offset = 0
-            while True:
-                oid, size = c.u16(), c.u32()
-                data = c.take(size)
-                if oid == OPT_DONE:
-                    if len(data) < 8:
-                        raise c.error("DONE option shorter than 8 bytes")
-                    offset = int.from_bytes(data[:8], "little" if self.byteorder == "<" else "big")
-                    break
-                if OPT_HEADER_INFO <= oid <= OPT_CMDLINES and len(data) >= 8:
-                    sections[oid] = int.from_bytes(
-                        data[:8], "little" if self.byteorder == "<" else "big"
-                    )
-                    continue
-                self._option(oid, data, c)
+            try:
+                c = self._options_section(offset)
+            except BinaryTraceError as exc:
+                damage = exc
+                break
+            last_end = offset + 16 + self._int(self._data[offset + 8 : offset + 16])
+            offset = self._options(c, sections)
+        if damage is not None and not (
+            sections.keys() >= {OPT_HEADER_INFO, OPT_EVENT_FORMATS} and self._flyrecord_at(last_end)
+        ):
+            raise damage
         for oid, block in (
             (OPT_HEADER_INFO, self._headers_block),
             (OPT_FTRACE_EVENTS, self._ftrace_block),
@@ -476,8 +488,79 @@ class TraceDat:
                 raise BinaryTraceError(
                     self.source, _SECTION_NAMES[oid], None, "the file has no such section"
                 )
+        if damage is None and self._flyrecord_at(last_end):
+            damage = BinaryTraceError(
+                self.source,
+                "options",
+                last_end,
+                "the flyrecord data here has no BUFFER option saying which CPU is where",
+            )
+        if damage is not None:
+            self._index_lost(damage, last_end)
         if not self.cpus:
             self.cpus = max((len(b.cpus) for b in self.buffers), default=0)
+
+    def _options_section(self, offset: int) -> _Chunk:
+        if offset >= self.file_size:
+            raise BinaryTraceError(
+                self.source,
+                "options",
+                offset,
+                f"the section lies past the end of the file ({self.file_size} bytes):"
+                " the file is truncated",
+            )
+        return self._section(offset, OPT_DONE, "options")
+
+    def _options(self, c: _Chunk, sections: dict[int, int]) -> int:
+        """Read one options section's options; returns the next section's offset (0: none)."""
+        while True:
+            oid, size = c.u16(), c.u32()
+            data = c.take(size)
+            if oid == OPT_DONE:
+                if len(data) < 8:
+                    raise c.error("DONE option shorter than 8 bytes")
+                return self._int(data[:8])
+            if OPT_HEADER_INFO <= oid <= OPT_CMDLINES and len(data) >= 8:
+                sections[oid] = self._int(data[:8])
+                continue
+            self._option(oid, data, c)
+
+    def _flyrecord_at(self, pos: int) -> bool:
+        """Whether a flyrecord section no BUFFER option points at starts at ``pos``."""
+        if not pos or pos + 16 > self.file_size or any(b.offset == pos for b in self.buffers):
+            return False
+        return self._int(self._data[pos : pos + 2]) == OPT_BUFFER
+
+    def _int(self, raw: bytes) -> int:
+        return int.from_bytes(raw, "little" if self.byteorder == "<" else "big")
+
+    def _index_lost(self, damage: BinaryTraceError, data_at: int) -> None:
+        """The options after the data (v7's buffer index) are lost: an error that says so, or
+        with ``partial`` the data found again by :mod:`~pyrv.sources.tracedat_scan`."""
+        lost = (
+            f"{damage.reason}; the buffer index trace-cmd writes after the CPU data (from byte"
+            f" offset {data_at}) is lost"
+        )
+        if not self.partial:
+            raise BinaryTraceError(
+                self.source,
+                damage.section,
+                damage.offset,
+                f"{damage.detail}; this is the buffer index trace-cmd writes after the CPU data"
+                f" (from byte offset {data_at}): --partial reads the data before it",
+            )
+        from pyrv.sources.tracedat_scan import Scanner
+
+        hp, he = self._header_texts  # the scan decodes pages (to count events): it needs these
+        self.layout = RingBufferLayout.from_texts(hp, he, self.byteorder, source=self.source)
+        Scanner(self).scan(data_at)
+        self.index_lost = (
+            lost
+            + ", the data before it was found by scanning"
+            + "".join(f"; buffer {b.name!r}: {b.note}" for b in self.buffers if b.note)
+        )
+        self.stopped_at = min(damage.offset or self.file_size, self.file_size)
+        self.stop_reason = self.index_lost
 
     # options ----------------------------------------------------------------------------------
 
@@ -630,6 +713,7 @@ class TraceDat:
                 for cd in buf.cpus:
                     if cd.size:
                         streams.append(self._guard(self._cpu_items(decoder, buf, cd), buf, cd))
+                streams += [iter([self._unread(buf, cpu)]) for cpu in buf.unread]
             items: Iterator[TraceItem] = (
                 iter(streams[0]) if len(streams) == 1 else merge_by_time(streams)
             )
@@ -700,6 +784,10 @@ class TraceDat:
                     f"the file ends here but CPU {cd.cpu}'s data runs to {cd.offset + cd.size}:"
                     " the file is truncated",
                 )
+            if cd.truncated:
+                raise BinaryTraceError(
+                    self.source, where, end, "the file ends inside this CPU's data: it is truncated"
+                )
             return
         # compressed: u32 chunk count, then {u32 csize, u32 usize, data} chunks of pages
         c = self._chunk(cd.offset, where)
@@ -733,6 +821,8 @@ class TraceDat:
             if self.stopped_at is None or (exc.offset or 0) < self.stopped_at:
                 self.stopped_at = exc.offset
                 self.stop_reason = exc.reason
+                if self.index_lost:
+                    self.stop_reason += f"; {self.index_lost}"
             yield LostEvents(
                 cd.cpu,
                 None,
@@ -742,6 +832,18 @@ class TraceDat:
                 last if last is not None else 0,  # nothing read: lost from the start
                 self.source,
             )
+
+    def _unread(self, buf: BufferInfo, cpu: int) -> LostEvents:
+        """A recovered buffer's CPU whose data (if it had any) could not be read."""
+        of = f" of buffer {buf.name!r}" if buf.name else ""
+        return LostEvents(
+            cpu,
+            None,
+            f"not read: {buf.note}; CPU {cpu}{of} has no events read (the buffer index"
+            " trace-cmd writes after the data is lost)",
+            0,
+            self.source,
+        )
 
     def _adjust(self, items: Iterator[TraceItem]) -> Iterator[TraceItem]:
         """TSC2NSEC (``ts * mult >> shift``) then the OFFSET option, as trace-cmd applies them."""
