@@ -15,13 +15,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import RECORDED, need_shared
 
 from pyrv.cli.main import main
 from pyrv.sources.events import LostEvents, TraceEvent
 from pyrv.sources.ring_buffer import BinaryTraceError
 from pyrv.sources.tracedat import TraceDat
 from pyrv.sources.tracedat_writer import TraceMetadata, cpustat_option, write_tracedat
+from tests.conftest import RECORDED, need_shared
 
 TRACEDAT = RECORDED / "tracedat"
 RAW = RECORDED / "raw"
@@ -364,3 +364,25 @@ def test_a_flyrecord_section_whose_size_was_never_filled_in(tmp_path: Path) -> N
     want, got = uncut(path)[1], by_cpu(items)
     assert got[0] == want[0] and 0 < len(got[1]) < len(want[1])
     assert got[1] == want[1][: len(got[1])] and set(our_marks(items)) == {1}
+
+
+@pytest.mark.parametrize("path", SHARED_V7[:2], ids=lambda p: p.name)
+def test_a_cut_before_the_first_options_section_reads_nothing_and_says_why(
+    path: Path, tmp_path: Path
+) -> None:
+    """trace-cmd's v7 header ends with the offset of the first options section, which indexes
+    the headers and formats and precedes the CPU data (trace-cmd.dat.v7 layout): a file cut
+    before it holds no event, so even --partial is an error, naming that section and offset."""
+    data = path.read_bytes()
+    at = data.index(b"\0", 10) + 3  # after the version string, endianness, long size
+    at += 4  # page size
+    for _ in range(2):  # compression name and version strings
+        at = data.index(b"\0", at) + 1
+    (first_options,) = struct.unpack_from("<Q", data, at)
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(data[: first_options - 100])
+    for partial in (False, True):
+        with pytest.raises(BinaryTraceError) as info:
+            list(TraceDat(cut, partial=partial))
+        assert info.value.section == "options" and info.value.offset == first_options
+        assert "no event can be read" in info.value.detail

@@ -473,6 +473,15 @@ class TraceDat:
         if damage is not None and not (
             sections.keys() >= {OPT_HEADER_INFO, OPT_EVENT_FORMATS} and self._flyrecord_at(last_end)
         ):
+            if not last_end:  # the first options section: what says where the metadata is
+                raise BinaryTraceError(
+                    self.source,
+                    damage.section,
+                    damage.offset,
+                    f"{damage.detail}; the first options section (the index of the headers"
+                    " and formats), which trace-cmd writes before the CPU data, is lost: no"
+                    " event can be read, not even with --partial",
+                ) from None
             raise damage
         for oid, block in (
             (OPT_HEADER_INFO, self._headers_block),
