@@ -3,8 +3,8 @@
 pyrv never traces in the top-level buffer or in anyone else's instance. It mounts tracefs if
 nobody has, creates ``instances/pyrv-<pid>``, enables only the events it needs there, and on
 exit (normal, error, Ctrl-C, SIGTERM) disables them, removes the instance and unmounts what it
-mounted. An instance left by a pyrv that was killed with SIGKILL (its pid no longer runs pyrv)
-is found and removed by the next run.
+mounted. An instance left by a pyrv that was killed with SIGKILL (its pid no longer runs, or
+runs a process started after the instance was made) is found and removed by the next run.
 
 A mount made by pyrv is shared by every pyrv of the mount namespace, so the one that mounted
 it must not unmount it under another (that would fail with EBUSY, leaving it mounted for good,
@@ -214,21 +214,43 @@ class Tracefs:
         removed = []
         for inst in sorted((self.path / "instances").glob(PREFIX + "*")):
             pid_text = inst.name[len(PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not _is_pyrv(int(pid_text)):
-                with contextlib.suppress(OSError):
+            if not pid_text.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if not _alive_since(int(pid_text), inst.stat().st_ctime):
                     _disable_all(inst)
                     inst.rmdir()
                     removed.append(inst.name)
         return removed
 
 
-def _is_pyrv(pid: int) -> bool:
-    """Is ``pid`` a live pyrv process? (A recycled pid running something else is not.)"""
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or None if it no longer runs (a zombie
+    does not: it can clean nothing up). With the pid it names one process, recycled pids
+    apart."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on: comm may hold ")"
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])  # field 22, starttime
+
+
+def _alive_since(pid: int, created: float) -> bool:
+    """Does the process that made something at ``created`` (epoch seconds) still run? Any
+    live process of that pid, in-process API users included, unless it started later (the pid
+    was recycled). /proc/stat's btime has whole seconds, hence the margin."""
+    start = process_start(pid)
+    if start is None:
         return False
-    return b"pyrv" in cmdline
+    btime = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    return btime + start / os.sysconf("SC_CLK_TCK") <= created + 2.0
 
 
 def _disable_all(inst: Path) -> None:
