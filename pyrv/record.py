@@ -17,6 +17,10 @@ the comms the recorded events carry (``prev_comm``, ``next_comm``, ``comm``, ...
 Nothing is decoded while recording (the reading loop only copies pages, so it keeps up
 with high event rates); the pages are decoded once afterwards, to count the events and the
 losses and to learn the comms.
+
+The spool directory (``.pyrv-record-<pid>-<start>-*`` beside the output) is removed on exit,
+Ctrl-C and SIGTERM; one left by a recording killed with SIGKILL is removed by the next
+recording into the same directory.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ from pyrv.sources.tracedat_writer import (
     uname_option,
     write_tracedat,
 )
-from pyrv.sources.tracefs import Tracefs, TraceInstance
+from pyrv.sources.tracefs import Tracefs, TraceInstance, process_start
 
+#: the hidden directory beside the output where the pages are spooled while recording
+SPOOL_PREFIX = ".pyrv-record-"
 #: (pid field, comm field) pairs of the scheduler events that name tasks
 COMM_FIELDS = (
     ("prev_pid", "prev_comm"),
@@ -175,11 +181,32 @@ def record(
         raise RecordError(f"{output.parent}: no such directory")
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
     with _stop_on_signals() as stopped:  # a signal while writing: the file is still written
-        spool = Path(tempfile.mkdtemp(prefix=".pyrv-record-", dir=output.parent))
+        remove_stale_spools(output.parent)
+        spool = Path(tempfile.mkdtemp(prefix=_spool_prefix(), dir=output.parent))
         try:
             return _record(opts, output, spool, stopped, deadline, should_stop, on_start)
         finally:
             shutil.rmtree(spool, ignore_errors=True)
+
+
+def _spool_prefix() -> str:
+    """``.pyrv-record-<pid>-<start>-``: the process that owns it, recycled pids told apart."""
+    return f"{SPOOL_PREFIX}{os.getpid()}-{process_start(os.getpid())}-"
+
+
+def remove_stale_spools(where: Path) -> list[str]:
+    """Remove the spool directories in ``where`` of recordings whose process is gone (killed
+    with SIGKILL: nothing could clean up). Returns their names."""
+    removed = []
+    for spool in sorted(where.glob(SPOOL_PREFIX + "*")):
+        pid, _, rest = spool.name[len(SPOOL_PREFIX) :].partition("-")
+        start = rest.partition("-")[0]
+        if not (pid.isdigit() and start.isdigit()) or spool.is_symlink() or not spool.is_dir():
+            continue  # not named by a pyrv that says who owns it: not ours to judge
+        if process_start(int(pid)) != int(start):
+            shutil.rmtree(spool, ignore_errors=True)
+            removed.append(spool.name)
+    return removed
 
 
 def _record(

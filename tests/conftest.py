@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,15 @@ def need_shared(path: Path) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leave_tracefs_as_found() -> Iterator[None]:
+    """A run leaves tracefs as it found it: a mount pyrv made and no pyrv uses any more (its
+    users were killed, as the daemon of test_rvfs's stale-mount test) is unmounted at the end,
+    with the instances of the killed runs. A mount someone else made is never touched."""
+    yield
+    if os.geteuid() == 0:
+        from pyrv.sources.tracefs import release_abandoned_mount
+
+        release_abandoned_mount()

@@ -44,7 +44,7 @@ from test_tracedat import assert_same_as_report, report
 import pyrv.live
 from pyrv.api import CheckOptions, check
 from pyrv.live import LiveOptions, run_live
-from pyrv.record import RecordOptions, record
+from pyrv.record import SPOOL_PREFIX, RecordOptions, record
 from pyrv.sources.events import LostEvents, TraceEvent
 from pyrv.sources.live import LiveTrace
 from pyrv.sources.tracedat import TraceDat
@@ -404,18 +404,55 @@ def check_recorded(path: Path, workload_pids: list[int]) -> None:
     assert res.monitors[0].hooked_events == len(events)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_record_cli_stopped_by_a_signal(tracefs, tmp_path, sig):
-    out = tmp_path / "rec.dat"
+def spools(where: Path, pid: int) -> list[str]:
+    return sorted(p.name for p in where.glob(f"{SPOOL_PREFIX}{pid}-*"))
+
+
+def start_record(out: Path) -> subprocess.Popen[str]:
+    """``pyrv record -m wwnr`` as a process, returned once it records."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyrv", "record", "-o", str(out), "-m", "wwnr"],
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
     )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    if "recording" not in line:
+        proc.kill()
+        pytest.fail(f"pyrv record did not start: {line}{proc.communicate()[1]}")
+    return proc
+
+
+def test_spool_of_a_killed_record_is_removed_by_the_next(tracefs, tmp_path):
+    proc = start_record(tmp_path / "killed.dat")
     try:
-        assert proc.stderr is not None
-        assert "recording" in proc.stderr.readline()
+        left = spools(tmp_path, proc.pid)
+        assert len(left) == 1
+    finally:
+        proc.kill()  # SIGKILL: no cleanup possible
+        proc.communicate(timeout=30)
+    assert spools(tmp_path, proc.pid) == left  # left behind, and no output file
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
+    res = subprocess.run(
+        [sys.executable, "-m", "pyrv", "record", "-o", str(tmp_path / "next.dat")]
+        + ["-e", "sched:sched_switch", "--duration", "0.3"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["next.dat"]
+    assert ours(proc.pid) not in pyrv_instances(tracefs)  # nor is the killed run's instance
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_record_cli_stopped_by_a_signal(tracefs, tmp_path, sig):
+    out = tmp_path / "rec.dat"
+    proc = start_record(out)
+    try:
+        assert spools(tmp_path, proc.pid)  # the spool exists while recording
         pids = workload.run(procs=3, laps=30, pause=0.001)
         time.sleep(0.2)
         proc.send_signal(sig)

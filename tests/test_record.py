@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,15 @@ from conftest import RECORDED, need_shared
 from test_tracedat import assert_same_as_report, raw_events, report
 
 from pyrv.cli.main import main
-from pyrv.record import RecordError, RecordOptions, RecordResult, record, resolve_tracepoints
+from pyrv.record import (
+    SPOOL_PREFIX,
+    RecordError,
+    RecordOptions,
+    RecordResult,
+    record,
+    remove_stale_spools,
+    resolve_tracepoints,
+)
 from pyrv.sources.events import LostEvents
 from pyrv.sources.tracedat import OPT_CPUSTAT, OPT_UNAME, TraceDat
 from pyrv.sources.tracedat_writer import (
@@ -26,7 +36,7 @@ from pyrv.sources.tracedat_writer import (
     uname_option,
     write_tracedat,
 )
-from pyrv.sources.tracefs import Tracefs
+from pyrv.sources.tracefs import Tracefs, process_start
 
 RAW = RECORDED / "raw"
 
@@ -191,3 +201,26 @@ def test_cli_needs_something_to_record(capsys, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["record", "-m", "wwnr"])  # -o is required
     assert list(tmp_path.iterdir()) == []
+
+
+def test_spools_of_gone_recordings_are_removed(tmp_path: Path) -> None:
+    """A spool names its owner by pid and start time: a reaped pid's and a recycled pid's
+    (same pid, another start) are stale; a live owner's and unnamed ones are kept."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    me, start = os.getpid(), process_start(os.getpid())
+    assert start is not None
+    dirs = {
+        "gone": f"{SPOOL_PREFIX}{child.pid}-1-abc",
+        "recycled": f"{SPOOL_PREFIX}{me}-{start + 1}-abc",
+        "live": f"{SPOOL_PREFIX}{me}-{start}-abc",
+        "unnamed": f"{SPOOL_PREFIX}k3j_x9q2",  # an older pyrv's: no owner to check
+    }
+    for name in dirs.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cpu0").write_bytes(b"page")
+    (tmp_path / f"{SPOOL_PREFIX}1-1-file").write_bytes(b"")  # not a directory: not a spool
+    removed = remove_stale_spools(tmp_path)
+    assert removed == sorted([dirs["gone"], dirs["recycled"]])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([dirs["live"], dirs["unnamed"], f"{SPOOL_PREFIX}1-1-file"])

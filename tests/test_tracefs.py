@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pyrv.sources.tracefs import PREFIX, Tracefs, TraceInstance, find_tracefs
+from pyrv.sources.tracefs import (
+    PREFIX,
+    Tracefs,
+    TraceInstance,
+    _alive_since,
+    find_tracefs,
+    process_start,
+)
 
 SCRIPT = textwrap.dedent("""
     import sys, time
@@ -62,12 +69,15 @@ def test_missing_event_is_refused_with_its_name(tracefs):
     assert f"{PREFIX}{os.getpid()}" not in instances(tracefs)  # others' runs may have theirs
 
 
-def run_holder() -> tuple[subprocess.Popen[str], str]:
+def run_holder(script: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """A process holding an instance until signalled: ``-c SCRIPT``, or the script's file."""
+    repo = Path(__file__).parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, "pyrv-test"],
+        [sys.executable, *(["-c", SCRIPT] if script is None else [str(script)])],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).parents[1],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
     )
     name = proc.stdout.readline().strip()
     assert name.startswith(PREFIX)
@@ -90,6 +100,33 @@ def test_instance_of_a_killed_run_is_removed_by_the_next(tracefs):
     assert name in instances(tracefs)
     assert name in tracefs.remove_stale_instances()
     assert name not in instances(tracefs)
+
+
+def test_instance_of_a_live_api_user_is_kept(tracefs, tmp_path):
+    """pyrv used in-process (this holder's command line names no pyrv, as pytest's does not)
+    keeps its instance while it runs: only gone or recycled pids are stale."""
+    script = tmp_path / "holder.py"
+    script.write_text(SCRIPT)
+    proc, name = run_holder(script)
+    try:
+        assert b"pyrv" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert name not in tracefs.remove_stale_instances()
+        assert name in instances(tracefs)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert name not in instances(tracefs)
+
+
+def test_process_start_tells_live_from_gone_and_recycled():
+    me = process_start(os.getpid())
+    assert me is not None and me == process_start(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    assert process_start(child.pid) is None  # reaped
+    assert _alive_since(os.getpid(), time.time())
+    assert not _alive_since(os.getpid(), 0.0)  # this process started after 1970: a recycled pid
+    assert not _alive_since(child.pid, time.time())
 
 
 def test_find_tracefs_reads_mounts(tmp_path):
