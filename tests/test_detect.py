@@ -138,3 +138,27 @@ def test_tracedat_options_pass_through() -> None:
 def test_missing_input() -> None:
     with pytest.raises(TraceError, match="cannot open"):
         open_trace("/nonexistent/trace.dat")
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, lzma.compress], ids=["gzip", "xz"])
+def test_a_truncated_compressed_text_runs_only_monitors_its_readable_part_feeds(
+    tmp_path: Path, compress
+) -> None:
+    """The event scan that picks the monitors stops at the damage with what it read; the parse
+    then fails there with the line. No monitor the whole trace cannot feed (the sched monitors
+    without their bare tracepoints) may print a verdict from the part before. (bzip2 is left
+    out: it decompresses whole 900 kB blocks, so a cut one-block file has no readable part.)"""
+    from pyrv.api import CheckOptions, check
+    from pyrv.sources.presence import events_present
+
+    text = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt").read_bytes()
+    whole = tmp_path / "whole.txt"
+    whole.write_bytes(text)
+    runnable = {m.name for m in check(whole).monitors}
+    cut = tmp_path / "cut"
+    cut.write_bytes(compress(text)[:6000])
+    assert events_present(cut, ["sched_switch", "sched_set_state_tp"]) == {"sched_switch"}
+    recs = []
+    with pytest.raises(TraceError, match=r"cut:\d+: cannot read"):
+        check(cut, CheckOptions(on_record=recs.append))
+    assert {r.monitor for r in recs} <= runnable

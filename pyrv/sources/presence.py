@@ -30,7 +30,10 @@ def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
     Text traces print the event name followed by a colon after the timestamp (ftrace) or
     padded after it (trace-cmd report), or alone at the start of a line (nocontext-info), so
     ``b" NAME:"`` and ``b"\nNAME:"`` are searched. A file that cannot
-    be scanned this way (stdin) reports every name present; the parse then decides.
+    be scanned this way (stdin) reports every name present; the parse then decides. A file
+    damaged part-way (a truncated gzip/xz stream) reports what its readable part holds: the
+    parse stops at the damage with its position, and no monitor whose events lie only beyond
+    it (or nowhere) runs on the part before.
     """
     wanted = {n: (b" " + n.encode() + b":", b"\n" + n.encode() + b":") for n in names}
     path = Path(trace)
@@ -39,16 +42,21 @@ def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
     found: set[str] = set()
     tail = b""
     try:
-        with _opener(path)(path, "rb") as f:
-            while len(found) < len(wanted):
-                chunk = f.read(_CHUNK)
-                if not chunk:
-                    break
-                data = tail + chunk
-                for n, pats in wanted.items():
-                    if n not in found and any(p in data for p in pats):
-                        found.add(n)
-                tail = data[-64:]
+        f = _opener(path)(path, "rb")
+    except OSError:
+        return set(wanted)  # unreadable here: the parser will report it
+    try:
+        while len(found) < len(wanted):
+            chunk = f.read1(_CHUNK)  # what was decompressed so far: a later error keeps it
+            if not chunk:
+                break
+            data = tail + chunk
+            for n, pats in wanted.items():
+                if n not in found and any(p in data for p in pats):
+                    found.add(n)
+            tail = data[-64:]
     except (OSError, EOFError, lzma.LZMAError):
-        return set(wanted)  # unreadable here: the parser will report it with a position
+        pass  # damaged here: what came before is what the parse can read
+    finally:
+        f.close()
     return found
