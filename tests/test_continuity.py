@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pyrv.sources.continuity import SwitchContinuity
 from pyrv.sources.events import LostEvents, TraceEvent
 
@@ -61,3 +63,17 @@ def test_reported_loss_forgets_the_cpu():
     lost = LostEvents(cpu=0, count=5, reason="LOST")
     items = [switch(1, 0, 10, 20), lost, e(3, 0, 77)]
     assert run(items) == items
+
+
+def test_a_binary_record_going_back_in_time_is_named_by_its_times():
+    """Binary records have no line (0): the error names the two times, not 'line 0'."""
+    from pyrv.sources.continuity import check_time_order
+    from pyrv.sources.errors import TraceError
+
+    later = TraceEvent(ts=2_000, cpu=0, pid=1, comm="a", name="sched_switch", source="t.dat")
+    earlier = TraceEvent(ts=1_000, cpu=0, pid=1, comm="a", name="sched_waking", source="t.dat")
+    with pytest.raises(TraceError) as info:
+        list(check_time_order([later, earlier]))
+    msg = str(info.value)
+    assert msg.startswith("t.dat: time goes backwards on cpu 0")
+    assert "sched_waking record at ts 1000 follows one at ts 2000" in msg and "line" not in msg

@@ -95,11 +95,24 @@ def check_time_order(items: Iterable[TraceItem]) -> Iterator[TraceItem]:
         if isinstance(item, TraceEvent) and item.cpu >= 0:
             prev = last.get(item.cpu)
             if prev is not None and item.ts < prev[0]:
-                raise TraceError(
-                    item.source,
-                    item.line,
-                    f"time goes backwards on cpu {item.cpu} (line {prev[1]} is later): "
-                    "lines out of order, or several captures concatenated",
-                )
+                raise _backwards(item, *prev)
             last[item.cpu] = (item.ts, item.line)
         yield item
+
+
+def _backwards(item: TraceEvent, prev_ts: int, prev_line: int) -> TraceError:
+    """The error names lines in a text trace; a binary record has no line, so its time and the
+    time of the later one before it say where."""
+    if item.line:
+        return TraceError(
+            item.source,
+            item.line,
+            f"time goes backwards on cpu {item.cpu} (line {prev_line} is later): "
+            "lines out of order, or several captures concatenated",
+        )
+    return TraceError(
+        item.source,
+        None,
+        f"time goes backwards on cpu {item.cpu}: a {item.name} record at ts {item.ts} follows "
+        f"one at ts {prev_ts} (a corrupt page timestamp, or pages out of order)",
+    )
