@@ -162,3 +162,38 @@ def test_a_truncated_compressed_text_runs_only_monitors_its_readable_part_feeds(
     with pytest.raises(TraceError, match=r"cut:\d+: cannot read"):
         check(cut, CheckOptions(on_record=recs.append))
     assert {r.monitor for r in recs} <= runnable
+
+
+def _fifo_fed(tmp_path: Path, data: bytes) -> Path:
+    """A named pipe that a thread fills with ``data`` (as ``<(cat file)`` or /dev/stdin do)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as w:
+            w.write(data)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return fifo
+
+
+@pytest.mark.parametrize("compress", [lambda b: b, gzip.compress], ids=["plain", "gzip"])
+def test_text_on_a_pipe_is_read_once_as_it_comes(tmp_path: Path, compress) -> None:
+    """A pipe cannot be read twice: recognising it must not eat its head (which made the
+    parse see no context columns, or a gzip stream as binary)."""
+    src = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    want = [(e.ts, e.cpu, e.pid, e.name, e.fields) for e in TextTraceReader(src)]
+    fifo = _fifo_fed(tmp_path, compress(src.read_bytes()))
+    reader, items = open_trace(fifo)
+    got = [(e.ts, e.cpu, e.pid, e.name, e.fields) for e in items if isinstance(e, TraceEvent)]
+    assert got == want and reader.source == str(fifo)
+
+
+def test_a_trace_dat_on_a_pipe_is_refused_with_the_reason(tmp_path: Path) -> None:
+    src = need_shared(RECORDED / "tracedat" / "sched_v6.dat")
+    fifo = _fifo_fed(tmp_path, src.read_bytes()[:65536])
+    with pytest.raises(TraceError, match=r"a trace.dat file on a stream .*pass the file itself"):
+        open_trace(fifo)

@@ -31,12 +31,20 @@ The metadata surface every reader object has (what a checker may rely on):
 
 Text metadata may only be complete once the first item was read (the header comes first);
 binary metadata is read when the reader is made.
+
+A stream (``-``, a pipe, ``/dev/stdin``, a process substitution) can be read only once: it is
+recognised from the first bytes it delivers and, when it is text, read as it arrives (so
+``cat trace_pipe | pyrv check -`` runs live); binary forms need their offsets (a trace.dat's
+sections, a page file's pages) and are refused with the reason.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -147,7 +155,11 @@ def open_trace(
     """
     if formats is None and formats_dir is not None:
         formats = FormatSet.load(_events_dir(Path(formats_dir)))
-    kind = sniff(path)
+    stream = _open_stream(path, source)
+    if stream is not None:  # read once: as text, or refused
+        source = source or _stream_label(os.fspath(path))
+        path = stream
+    kind = "text" if stream is not None else sniff(path)
     reader: Any
     if kind == "rawdir":
         root = Path(path)
@@ -192,7 +204,7 @@ def open_trace(
             )
 
         reader = text_reader()
-        if _has_dropped_markers(path):  # a merged report: give its markers their place
+        if stream is None and _has_dropped_markers(path):  # a report: place its markers
             return reader, place_text_losses(text_reader(), reader)
     return reader, iter(reader)
 
@@ -218,6 +230,50 @@ def _has_dropped_markers(path: str | os.PathLike[str]) -> bool:
     return False
 
 
+def _is_stream(name: str) -> bool:
+    """``-``, or a path that is neither a regular file nor a directory (a FIFO, a tty)."""
+    if name == "-":
+        return True
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        return False  # the readers say why it cannot be opened
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _stream_label(name: str) -> str:
+    return "<stdin>" if name == "-" else name
+
+
+def _open_stream(path: Any, source: str | None) -> IO[bytes] | None:
+    """A stream input opened once, its head peeked: the buffered stream when it holds text
+    (plain, gzip/xz/bz2, zstd: decompressed here), None when ``path`` is not a stream."""
+    if not isinstance(path, str | os.PathLike) or not _is_stream(os.fspath(path)):
+        return None
+    name = os.fspath(path)
+    label = source or _stream_label(name)
+    try:
+        raw = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - the reader's
+    except OSError as exc:
+        raise TraceError(label, None, f"cannot open: {exc}") from None
+    buf = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+    head = buf.peek(4096)[:4096]  # type: ignore[attr-defined]
+    if head.startswith(_ZSTD):
+        return _zstd_stream(buf)
+    if head.startswith(MAGIC) or (b"\x00" in head and not head.startswith(_COMPRESSED)):
+        what = "a trace.dat file" if head.startswith(MAGIC) else "binary data"
+        if name != "-":
+            buf.close()
+        raise TraceError(
+            label,
+            None,
+            f"{what} on a stream (a pipe or standard input): it is read at its offsets (sections,"
+            " pages), which a stream cannot give; pass the file itself, or write the stream to"
+            " a file first",
+        )
+    return buf  # type: ignore[return-value]
+
+
 def _events_dir(root: Path) -> Path:
     for d in (root / "events", root / "formats"):
         if d.is_dir():
@@ -225,8 +281,8 @@ def _events_dir(root: Path) -> Path:
     return root
 
 
-def _zstd_stream(path: str | os.PathLike[str]) -> IO[bytes]:
-    """A zstd-compressed file as a binary stream (the ``zstandard`` package reads it)."""
+def _zstd_stream(path: str | os.PathLike[str] | IO[bytes]) -> IO[bytes]:
+    """A zstd-compressed file (or stream) as a binary stream (``zstandard`` reads it)."""
     try:
         import zstandard
     except ImportError:
@@ -238,6 +294,6 @@ def _zstd_stream(path: str | os.PathLike[str]) -> IO[bytes]:
         ) from None
     import io
 
-    raw = open(path, "rb")  # noqa: SIM115 - owned by the stream below
+    raw = open(path, "rb") if isinstance(path, str | os.PathLike) else path  # noqa: SIM115
     stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
     return io.BufferedReader(stream)  # type: ignore[arg-type]
