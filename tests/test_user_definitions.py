@@ -8,7 +8,9 @@ malformed constraint in it is refused with the file, line and column.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from pyrv.cli.main import main
 from pyrv.models.automaton import ModelError
 from pyrv.monitors.catalogue import build_monitor, definitions_dir, load_monitor_definition
 from pyrv.monitors.ha import EnvRecord, HAMonitor
+from pyrv.monitors.hooks import DefinitionError
+from pyrv.monitors.ltl import RTAPP
 from pyrv.monitors.records import Record
 from tests.conftest import RECORDED, REPO, need_shared
 
@@ -203,3 +207,98 @@ def test_a_user_hybrid_model_with_value_variables_reads_them_from_env(tmp_path):
         "event sched_waking not expected in the state any with env irqs=1,waked_prio=50",
     ]
     assert {r.monitor for r in out} == {"wkguard"}
+
+
+# --------------------------------------------------------------------------- LTL definitions
+
+RTAPP_TRACE = RECORDED / "rtapp" / "rt-pipe-faults.dat"
+
+
+@pytest.mark.parametrize("name", ["pagefault", "sleep", "wakeup"])
+def test_the_bundled_rtapp_files_carry_the_kernels_init_and_fetch_tables(name):
+    """The tables are in the definition files themselves (so that a copy carries them), and
+    they are the kernel's ltl_atoms_init/ltl_atoms_fetch (pyrv.monitors.ltl.RTAPP, read from
+    kernel/trace/rv/monitors/<name>/<name>.c)."""
+    path = definitions_dir() / f"{name}.toml"
+    data = tomllib.loads(path.read_text())
+    assert "init" in data and "fetch" in data
+    defn = load_monitor_definition(path)
+    assert defn.ltl_init == RTAPP[name].init
+    assert defn.ltl_fetch == dict(RTAPP[name].fetch)
+
+
+def renamed(tmp_path: Path, name: str, new: str, edit=lambda text: text) -> Path:
+    text = (definitions_dir() / f"{name}.toml").read_text()
+    assert text.count(f'name = "{name}"') == 1
+    path = tmp_path / f"{new}.toml"
+    path.write_text(edit(text.replace(f'name = "{name}"', f'name = "{new}"')))
+    return path
+
+
+def unnamed(records: list) -> list:
+    return [dataclasses.replace(r, monitor="-") for r in records]
+
+
+@pytest.mark.parametrize("name", ["pagefault", "wakeup"])
+def test_a_renamed_copy_of_an_rtapp_definition_runs_as_the_original(tmp_path, name):
+    trace = need_shared(RTAPP_TRACE)
+    copy = renamed(tmp_path, name, "mine")
+    bundled = run(trace, name, emit_events=True)
+    mine = run(trace, "mine", [copy], emit_events=True)
+    assert any(r.kind == "event" for r in bundled), "the original monitor starts on this trace"
+    assert unnamed(mine) == unnamed(bundled)
+    assert {r.monitor for r in mine} == {"mine"}
+
+
+def test_pagefault_finds_its_violation_under_another_name(tmp_path):
+    """rt-pipe-faults: the RT process allocates buffers (page faults while real-time)."""
+    trace = need_shared(RTAPP_TRACE)
+    mine = run(trace, "mypf", [renamed(tmp_path, "pagefault", "mypf")])
+    assert [r.kind for r in mine if r.kind == "error"] and all(
+        r.comm.startswith("python") for r in mine
+    )
+
+
+#: pagefault's two hooks of exceptions:page_fault_*, which pulse PAGEFAULT
+FAULT_HOOKS = re.compile(r'(?ms)^\[\[hooks\]\]\ntracepoint = "exceptions:.*?^atom = "PAGEFAULT"\n')
+
+
+def without(table: str):
+    """Drop a ``[table]`` (up to the next header or the end) from a TOML text."""
+    return lambda text: re.sub(rf"(?ms)^\[{table}\]\n.*?(?=^\[|\Z)", "", text)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "atoms"),
+    [
+        ("pagefault", without("fetch"), "RT"),  # only fetched
+        ("wakeup", without("fetch"), "RT"),
+        # PAGEFAULT is pulsed by hooks: without them (and [init]) nothing gives it a value
+        ("pagefault", lambda t: without("init")(FAULT_HOOKS.sub("", t)), "PAGEFAULT"),
+    ],
+)
+def test_an_atom_that_never_gets_a_value_is_an_error(tmp_path, name, edit, atoms):
+    """Spec §3.4: an LTL monitor attempts a start only when no atom is unknown; an atom nothing
+    sets stays unknown in every task, so the monitor would silently never start."""
+    path = renamed(tmp_path, name, "mine", edit)
+    with pytest.raises(DefinitionError) as info:
+        load_monitor_definition(path)
+    assert info.value.source == str(path)
+    assert f"atom(s) {atoms} of " in info.value.reason and "never" in info.value.reason
+
+
+def test_an_atom_set_only_for_kernel_threads_has_a_value(tmp_path):
+    """An [init] row of one kind of task is a value for some tasks: not refused."""
+
+    def edit(text: str) -> str:
+        text = text.replace("kernel_thread = { USER_THREAD = false }\n", "")
+        return text.replace("user_thread = { USER_THREAD = true }\n", "")
+
+    with pytest.raises(DefinitionError, match=r"atom\(s\) USER_THREAD of"):
+        load_monitor_definition(renamed(tmp_path, "wakeup", "mine", edit))
+
+    def only_kernel(text: str) -> str:
+        return text.replace("user_thread = { USER_THREAD = true }\n", "")
+
+    defn = load_monitor_definition(renamed(tmp_path, "wakeup", "mine2", only_kernel))
+    assert defn.ltl_init.kernel_thread == {"USER_THREAD": False}

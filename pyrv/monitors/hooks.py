@@ -20,7 +20,7 @@ from pyrv.models.dot import DotModel
 from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
 from pyrv.monitors.conditions import ConditionError, Fields, Predicate, compile_condition
 from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
-from pyrv.monitors.ltl import RTAPP, AtomInit, CommPrefix
+from pyrv.monitors.ltl import AtomInit, CommPrefix
 
 if TYPE_CHECKING:
     from pyrv.models.hybrid import HybridAutomaton
@@ -259,7 +259,9 @@ def parse_definition(
         hooks = [_ltl_hook(row, i, ltl, lookup, source, locate) for i, row in enumerate(rows)]
     else:
         hooks = [_hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)]
-    init, fetch = _ltl_tables(data, ltl, name, source, locate) if ltl else (None, {})
+    init, fetch = _ltl_tables(data, ltl, source, locate) if ltl else (None, {})
+    if ltl is not None and init is not None:
+        _every_atom_gets_a_value(ltl, hooks, init, fetch, name, source, model_line)
     for key in ("init", "fetch"):
         if key in data and ltl is None:
             raise DefinitionError(source, locate.key_line(key, 0, None), f"[{key}] is for LTL")
@@ -495,14 +497,11 @@ def _compile(
 
 
 def _ltl_tables(
-    data: dict[str, Any], spec: LTLSpec, name: str, source: str, locate: _Locator
+    data: dict[str, Any], spec: LTLSpec, source: str, locate: _Locator
 ) -> tuple[AtomInit, dict[str, str]]:
     """``[init]`` (always / on_creation / kernel_thread / user_thread: atom = true|false|
-    {comm_prefix = "rcu"}) and ``[fetch]`` (atom = fact); a bundled rtapp monitor without them
-    uses the kernel's tables (pyrv.monitors.ltl.RTAPP)."""
-    if "init" not in data and "fetch" not in data and name in RTAPP:
-        d = RTAPP[name]
-        return d.init, dict(d.fetch)
+    {comm_prefix = "rcu"}) and ``[fetch]`` (atom = fact). A definition is self-contained: the
+    bundled rtapp monitors carry the kernel's tables in their own files."""
     raw_init = data.get("init", {})
     parts: dict[str, dict[str, Any]] = {}
     for part in ("always", "on_creation", "kernel_thread", "user_thread"):
@@ -534,6 +533,30 @@ def _ltl_tables(
                 f"{', '.join(FACTS)}",
             )
     return AtomInit(**parts), dict(fetch)
+
+
+def _every_atom_gets_a_value(
+    spec: LTLSpec,
+    hooks: list[Hook],
+    init: AtomInit,
+    fetch: Mapping[str, str],
+    name: str,
+    source: str,
+    line: int | None,
+) -> None:
+    """An atom no hook changes, no [init] row sets and no [fetch] row reads stays unknown in
+    every task, and an LTL monitor with an unknown atom never starts (spec §3.4): such a
+    definition would report nothing, silently."""
+    valued = {h.atom for h in hooks if h.atom is not None} | init.atoms() | set(fetch)
+    never = [a for a in spec.atoms if a not in valued]
+    if never:
+        raise DefinitionError(
+            source,
+            line,
+            f"monitor {name}: atom(s) {', '.join(never)} of {spec.name} never get a value "
+            "(no hook sets, updates or pulses them, and neither [init] nor [fetch] names "
+            "them): the monitor could never start",
+        )
 
 
 def _env(
