@@ -105,6 +105,8 @@ class DotModel:
     state_invariants: Mapping[str, tuple[LabelPart, ...]] = field(default_factory=dict)
     # HA extensions, unevaluated: (state, event) -> guard/reset texts of the winning edge
     edge_constraints: Mapping[tuple[str, str], tuple[LabelPart, ...]] = field(default_factory=dict)
+    #: the file it was read from (or "<string>"): what errors in its HA texts name
+    source: str = "<string>"
 
     @property
     def is_hybrid(self) -> bool:
@@ -763,6 +765,7 @@ def parse_dot_model(
         warnings=tuple(b.warnings),
         state_invariants=invariants,
         edge_constraints={k: t.constraints for k, t in b.transitions.items() if t.constraints},
+        source=source,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
-from pyrv.models.automaton import Automaton
+from pyrv.models.dot import DotModel
 from pyrv.models.hybrid import HybridAutomaton, Invariant
 from pyrv.monitors.da import DAMonitor, MonitorType
 from pyrv.monitors.ha import HAMonitor
@@ -59,10 +59,10 @@ def _fields_of(tracepoint: str) -> tuple[str, dict[str, type]] | None:
     return f"{tp.system}:{tp.name}", {f.name: f.type for f in tp.fields}
 
 
-def _load_model(name: str) -> Automaton:
-    from pyrv.models.library import load_model
+def _load_model(name: str) -> DotModel:
+    from pyrv.models.library import load_bundled_dot_model
 
-    return load_model(name)
+    return load_bundled_dot_model(name)
 
 
 def definitions_dir() -> Path:
@@ -187,7 +187,7 @@ def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> Nomis
     """nomiss with its parameters: the definition's, overridden by ``params`` (which may also
     name one task's: ``dl_deadline_ns_<pid>``, ``is_constr_dl_<pid>``); ``deadline_thresh``
     defaults to one tick at ``hz`` (the kernel's ``TICK_NSEC``)."""
-    from pyrv.models.hybrid import load_bundled_hybrid, tick_ns
+    from pyrv.models.hybrid import tick_ns
 
     values = dict(defn.params)
     per_entity = ("dl_deadline_ns_", "is_constr_dl_")
@@ -197,7 +197,7 @@ def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> Nomis
     # the model's invariants name DEADLINE_NS; the monitor bounds them per entity
     values["DEADLINE_NS"] = values["dl_deadline_ns"] + thresh
     assert defn.model is not None
-    model = load_bundled_hybrid(defn.model.name, values, hz=hz)
+    model = defn.hybrid_model(values, hz)
     if model.automaton.table() != defn.model.table():
         raise ValueError(
             f"monitor {defn.name}: the hybrid model's DA table is not the definition's"
@@ -231,17 +231,7 @@ def _check_env(defn: MonitorDef, model: HybridAutomaton) -> None:
 
 
 def _is_hybrid(defn: MonitorDef) -> bool:
-    return defn.model is not None and _bundled_model_is_hybrid(defn.model.name)
-
-
-@functools.cache
-def _bundled_model_is_hybrid(name: str) -> bool:
-    """Whether a bundled model has clocks, guards or invariants (read once per process)."""
-    from pyrv.models.library import available_models, load_bundled_dot_model
-
-    if name not in available_models():
-        return False
-    return load_bundled_dot_model(name).is_hybrid
+    return defn.is_hybrid
 
 
 def build_rv(

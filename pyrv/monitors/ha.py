@@ -366,16 +366,14 @@ def build_ha_monitor(
 ) -> HAMonitor:
     """An :class:`HAMonitor` for a monitor definition whose model is hybrid.
 
-    ``model`` defaults to the bundled model of the definition's name, loaded with ``params``
-    (the definition's own ``params`` first, when it has them, overridden by these) and ``hz``.
-    Its DA table must be the definition's.
+    ``model`` defaults to the definition's own model (as its DOT file was read, whatever the
+    file's name), evaluated with ``params`` (the definition's own first, overridden by these)
+    and ``hz``. Its DA table must be the definition's.
     """
     if model is None:
-        from pyrv.models.hybrid import load_bundled_hybrid
-
-        merged = dict(getattr(defn, "params", None) or {})
+        merged = dict(defn.params)
         merged.update(params or {})
-        model = load_bundled_hybrid(defn.model.name, merged, hz=hz)
+        model = defn.hybrid_model(merged, hz)
     if model.automaton.table() != defn.model.table() or model.automaton.states != defn.model.states:
         raise ValueError(
             f"monitor {defn.name}: the hybrid model's DA table is not the definition's"

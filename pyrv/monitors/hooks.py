@@ -13,13 +13,17 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyrv.models.automaton import Automaton, ModelError
+from pyrv.models.dot import DotModel
 from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
 from pyrv.monitors.conditions import ConditionError, Fields, Predicate, compile_condition
 from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
-from pyrv.monitors.ltl import RTAPP, AtomInit, CommPrefix
+from pyrv.monitors.ltl import AtomInit, CommPrefix
+
+if TYPE_CHECKING:
+    from pyrv.models.hybrid import HybridAutomaton
 
 #: Fields every event has besides its own: the context of the task that hit the tracepoint.
 COMMON_TYPES: dict[str, type] = {
@@ -143,6 +147,22 @@ class MonitorDef:
     #: a hybrid model's value variables, by name ([env]); empty when the model has none
     env: dict[str, EnvValue] = field(default_factory=dict)
     env_line: int | None = None  # where [env] is, for errors found when the model is built
+    #: the model as its DOT file was read, HA parts (guards, resets, invariants) included: a
+    #: hybrid model is evaluated from it with the run's parameters and HZ, never re-read
+    dot: DotModel | None = None
+
+    @property
+    def is_hybrid(self) -> bool:
+        """Whether the model has clocks, guards or invariants: the HA engine runs it."""
+        return self.dot is not None and self.dot.is_hybrid
+
+    def hybrid_model(self, params: Mapping[str, int], hz: int) -> HybridAutomaton:
+        """The model's DOT read as a hybrid automaton with these parameter values and HZ."""
+        from pyrv.models.hybrid import hybrid_from_dot
+
+        if self.dot is None:
+            raise ValueError(f"monitor {self.name}: its model was not read from a DOT file")
+        return hybrid_from_dot(self.dot, self.dot.source, params, hz=hz)
 
     def tracepoints(self) -> list[str]:
         """The tracepoints this monitor hooks, in table order, without repeats."""
@@ -161,6 +181,8 @@ class MonitorDef:
         )
 
 
+#: a bundled model's name -> the model, with its DOT-level parts when it has them
+ModelLookup = Callable[[str], "Automaton | DotModel"]
 #: tracepoint -> (its system:name, its fields with their types, or just their names)
 FieldLookup = Callable[[str], "tuple[str, Mapping[str, type] | tuple[str, ...]] | None"]
 
@@ -168,10 +190,11 @@ FieldLookup = Callable[[str], "tuple[str, Mapping[str, type] | tuple[str, ...]] 
 def load_definition(
     path: str | Path,
     fields_of: FieldLookup,
-    load_model: Callable[[str], Automaton],
+    load_model: ModelLookup,
 ) -> MonitorDef:
     """Load ``path``. ``fields_of(tracepoint)`` gives ``(system:name, fields)`` or None;
-    ``load_model(name)`` resolves a bundled model name."""
+    ``load_model(name)`` resolves a bundled model name (a :class:`DotModel` keeps its HA
+    parts; a bare :class:`Automaton` is a DA)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -185,7 +208,7 @@ def parse_definition(
     source: str,
     base_dir: Path,
     fields_of: FieldLookup,
-    load_model: Callable[[str], Automaton],
+    load_model: ModelLookup,
 ) -> MonitorDef:
     """Parse and validate a definition's text (see :func:`load_definition`)."""
     try:
@@ -207,8 +230,11 @@ def parse_definition(
         )
     mtype = _monitor_type(mon.get("type"), source, locate.key_line("monitor", 0, "type"))
     model_line = locate.key_line("monitor", 0, "model")
+    params = _params(mon.get("params", {}), source, locate.key_line("monitor", 0, "params"))
     ltl = _ltl_model(mon, source, base_dir, model_line)
-    model = None if ltl else _model(mon, source, base_dir, load_model, model_line)
+    model, dot = (
+        (None, None) if ltl else _model(mon, source, base_dir, load_model, model_line, params)
+    )
     if ltl is not None and mtype is not MonitorType.PER_TASK:
         raise DefinitionError(source, model_line, "LTL monitors are per_task only (as in rvgen)")
     declared = _declared_events(data.get("events", {}), source)
@@ -233,7 +259,9 @@ def parse_definition(
         hooks = [_ltl_hook(row, i, ltl, lookup, source, locate) for i, row in enumerate(rows)]
     else:
         hooks = [_hook(row, i, mtype, model, lookup, source, locate) for i, row in enumerate(rows)]
-    init, fetch = _ltl_tables(data, ltl, name, source, locate) if ltl else (None, {})
+    init, fetch = _ltl_tables(data, ltl, source, locate) if ltl else (None, {})
+    if ltl is not None and init is not None:
+        _every_atom_gets_a_value(ltl, hooks, init, fetch, name, source, model_line)
     for key in ("init", "fetch"):
         if key in data and ltl is None:
             raise DefinitionError(source, locate.key_line(key, 0, None), f"[{key}] is for LTL")
@@ -248,13 +276,14 @@ def parse_definition(
         hooks=hooks,
         declared_events=declared,
         source=source,
-        params=_params(mon.get("params", {}), source, locate.key_line("monitor", 0, "params")),
+        params=params,
         ltl=ltl,
         ltl_init=init,
         ltl_fetch=fetch,
         storage=storage,
         env=env,
         env_line=locate.key_line("env", 0, None) if env else None,
+        dot=dot,
     )
 
 
@@ -468,14 +497,11 @@ def _compile(
 
 
 def _ltl_tables(
-    data: dict[str, Any], spec: LTLSpec, name: str, source: str, locate: _Locator
+    data: dict[str, Any], spec: LTLSpec, source: str, locate: _Locator
 ) -> tuple[AtomInit, dict[str, str]]:
     """``[init]`` (always / on_creation / kernel_thread / user_thread: atom = true|false|
-    {comm_prefix = "rcu"}) and ``[fetch]`` (atom = fact); a bundled rtapp monitor without them
-    uses the kernel's tables (pyrv.monitors.ltl.RTAPP)."""
-    if "init" not in data and "fetch" not in data and name in RTAPP:
-        d = RTAPP[name]
-        return d.init, dict(d.fetch)
+    {comm_prefix = "rcu"}) and ``[fetch]`` (atom = fact). A definition is self-contained: the
+    bundled rtapp monitors carry the kernel's tables in their own files."""
     raw_init = data.get("init", {})
     parts: dict[str, dict[str, Any]] = {}
     for part in ("always", "on_creation", "kernel_thread", "user_thread"):
@@ -507,6 +533,30 @@ def _ltl_tables(
                 f"{', '.join(FACTS)}",
             )
     return AtomInit(**parts), dict(fetch)
+
+
+def _every_atom_gets_a_value(
+    spec: LTLSpec,
+    hooks: list[Hook],
+    init: AtomInit,
+    fetch: Mapping[str, str],
+    name: str,
+    source: str,
+    line: int | None,
+) -> None:
+    """An atom no hook changes, no [init] row sets and no [fetch] row reads stays unknown in
+    every task, and an LTL monitor with an unknown atom never starts (spec §3.4): such a
+    definition would report nothing, silently."""
+    valued = {h.atom for h in hooks if h.atom is not None} | init.atoms() | set(fetch)
+    never = [a for a in spec.atoms if a not in valued]
+    if never:
+        raise DefinitionError(
+            source,
+            line,
+            f"monitor {name}: atom(s) {', '.join(never)} of {spec.name} never get a value "
+            "(no hook sets, updates or pulses them, and neither [init] nor [fetch] names "
+            "them): the monitor could never start",
+        )
 
 
 def _env(
@@ -760,24 +810,36 @@ def _model(
     mon: dict[str, Any],
     source: str,
     base_dir: Path,
-    load_model: Callable[[str], Automaton],
+    load_model: ModelLookup,
     line: int | None,
-) -> Automaton:
-    """Load the model a definition names: a bundled name, or a .dot file beside it.
+    params: Mapping[str, int],
+) -> tuple[Automaton, DotModel | None]:
+    """Load the model a definition names: a bundled name, or a .dot file beside it; with its
+    DOT-level parts (HA constraints) when it has them.
 
     A user's DOT file is read strictly: two edges for one (state, event), which rvgen would
     silently resolve by keeping the later one, make the automaton ambiguous and are an error.
+    Its HA parts are evaluated here with the definition's ``params``, so that a malformed
+    guard, reset or invariant, or a constant without a value, is refused with its position
+    now rather than when (or instead of) the monitor runs.
     """
     ref = _required_str(mon, "model", source, line)
     try:
         if ref.endswith(".dot"):
-            from pyrv.models.dot import load_dot
+            from pyrv.models.dot import load_dot_model
+            from pyrv.models.hybrid import hybrid_from_dot
 
             path = base_dir / ref
             if not path.is_file():
                 raise DefinitionError(source, line, f"model file {str(path)!r} does not exist")
-            return load_dot(path, strict=True)
-        return load_model(ref)
+            dot = load_dot_model(path, strict=True)
+            if dot.is_hybrid:
+                hybrid_from_dot(dot, dot.source, params)
+            return dot.automaton, dot
+        found = load_model(ref)
+        if isinstance(found, DotModel):
+            return found.automaton, found
+        return found, None
     except ModelError:
         raise
     except (KeyError, OSError) as exc:

@@ -63,7 +63,10 @@ The fact source is a callable ``facts(key, fact) -> bool | None`` the dispatcher
 (unknown if it never had a value).
 
 :data:`RTAPP` holds these tables for the kernel's three rtapp monitors (pagefault, sleep,
-wakeup; spec §4.13-§4.15, read from the kernel's ``*.c`` files).
+wakeup; spec §4.13-§4.15, read from the kernel's ``*.c`` files), for
+:func:`build_rtapp_monitor`. The bundled definitions (``pyrv/monitors/defs/*.toml``) carry the
+same tables in their own ``[init]``/``[fetch]``, so that a copy of one is complete; the tests
+keep the two equal.
 """
 
 from __future__ import annotations
