@@ -715,6 +715,15 @@ def _writes_kmsg(pid: int) -> bool:
     return any(os.path.realpath(fd) == "/dev/kmsg" for fd in fds.iterdir())
 
 
+def _live_instance(pid: int) -> Path:
+    """The tracefs instance of the live engine of the mount daemon ``pid``."""
+    from pyrv.sources.tracefs import PREFIX, find_tracefs
+
+    tracing = find_tracefs()
+    assert tracing is not None
+    return tracing / "instances" / f"{PREFIX}{pid}-fs"
+
+
 def _needs_tracefs() -> None:
     from pyrv.sources.tracefs import find_tracefs
 
@@ -723,6 +732,39 @@ def _needs_tracefs() -> None:
         pytest.skip("tracefs is not mounted here: no live monitoring, no instance to leave")
     if not (where / "events/sched/sched_switch/format").is_file():
         pytest.skip("this kernel's tracefs has no sched_switch event: wwnr is not driven")
+
+
+@needs_fuse
+@needs_root
+def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(mnt: Path) -> None:
+    """kill -9 of a daemon tracing wwnr leaves its instance recording (nothing can clean up);
+    the next `pyrv mount` on the directory removes it when it starts, before any monitor is
+    enabled (no live session of its own would ever do it then)."""
+    _needs_tracefs()
+    mount_daemon(mnt, "--monitors", "wip,wwnr")
+    owner = read_owner(normalize(mnt))
+    assert owner is not None
+    inst = _live_instance(owner.pid)
+
+    def tracing() -> bool:
+        try:
+            return (inst / "tracing_on").read_text().strip() == "1"
+        except OSError:
+            return False
+
+    (mnt / "monitors/wwnr/enable").write_bytes(b"1")
+    assert wait_for(tracing, 30), f"{inst} never traced"
+    os.kill(owner.pid, signal.SIGKILL)
+    assert wait_for(lambda: not owner.alive)
+    assert tracing()  # the kernel keeps it: what the issue saw
+    res = cli("mount", str(mnt), "--monitors", "wip,wwnr")
+    assert res.returncode == 0, res.stderr
+    assert not inst.exists()
+    assert f"removed {inst.name}, the tracefs instance of a killed pyrv" in res.stderr
+    assert (mnt / "enabled_monitors").read_bytes() == b""  # nothing enabled did it
+    new = read_owner(normalize(mnt))
+    assert new is not None and new.pid != owner.pid
+    assert not _live_instance(new.pid).exists()
 
 
 #: fs_selftest.sh's load: busy CPUs, and a reader woken by one-line writes while it runs

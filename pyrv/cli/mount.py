@@ -123,6 +123,8 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc))
     kmsg = args.kmsg and _kmsg_writable()
+    for name in remove_stale_instances():
+        print(f"pyrv mount: removed {name}, the tracefs instance of a killed pyrv", file=sys.stderr)
 
     def run(ready: Callable[[], None] | None) -> None:
         rv = build_rv(monitors, slots, args.compat != "6.12", kmsg=kmsg)
@@ -161,6 +163,22 @@ def _kmsg_writable() -> bool:
         file=sys.stderr,
     )
     return False
+
+
+def remove_stale_instances() -> list[str]:
+    """Remove the tracefs instances of pyrvs killed with SIGKILL (a mount daemon's keeps
+    recording into 4 MiB per CPU until someone does); their names. Only where tracefs is
+    mounted: it is never mounted for this (one pyrv mounts for the live engine, whose
+    shared-mount logic removes them then)."""
+    from pyrv.sources.tracefs import Tracefs, find_tracefs
+
+    where = find_tracefs()
+    if where is None:
+        return []
+    try:
+        return Tracefs(where).remove_stale_instances()
+    except OSError:  # tracefs not readable here (not root): nothing pyrv could remove
+        return []
 
 
 class _LiveCoupling:
