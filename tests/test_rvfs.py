@@ -734,13 +734,9 @@ def _needs_tracefs() -> None:
         pytest.skip("this kernel's tracefs has no sched_switch event: wwnr is not driven")
 
 
-@needs_fuse
-@needs_root
-def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(mnt: Path) -> None:
-    """kill -9 of a daemon tracing wwnr leaves its instance recording (nothing can clean up);
-    the next `pyrv mount` on the directory removes it when it starts, before any monitor is
-    enabled (no live session of its own would ever do it then)."""
-    _needs_tracefs()
+def _kill_tracing_daemon(mnt: Path) -> Path:
+    """Mount, enable wwnr, SIGKILL the daemon once its instance traces; return the instance
+    (which the kernel keeps recording: what the issue saw)."""
     mount_daemon(mnt, "--monitors", "wip,wwnr")
     owner = read_owner(normalize(mnt))
     assert owner is not None
@@ -756,15 +752,32 @@ def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(mnt: Path) -> 
     assert wait_for(tracing, 30), f"{inst} never traced"
     os.kill(owner.pid, signal.SIGKILL)
     assert wait_for(lambda: not owner.alive)
-    assert tracing()  # the kernel keeps it: what the issue saw
-    res = cli("mount", str(mnt), "--monitors", "wip,wwnr")
-    assert res.returncode == 0, res.stderr
-    assert not inst.exists()
-    assert f"removed {inst.name}, the tracefs instance of a killed pyrv" in res.stderr
-    assert (mnt / "enabled_monitors").read_bytes() == b""  # nothing enabled did it
-    new = read_owner(normalize(mnt))
-    assert new is not None and new.pid != owner.pid
-    assert not _live_instance(new.pid).exists()
+    return inst
+
+
+@needs_fuse
+@needs_root
+def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(mnt: Path) -> None:
+    """kill -9 of a daemon tracing wwnr leaves its instance recording (nothing can clean up);
+    the next `pyrv mount` on the directory removes it when it starts, before any monitor is
+    enabled (no live session of its own would ever do it then).
+
+    Any pyrv starting a trace on this machine also removes it: when one does so between the
+    kill and the new mount, the new mount has nothing to remove and says nothing, so the
+    scenario is run again (the instance must be gone every time)."""
+    _needs_tracefs()
+    for _ in range(3):
+        inst = _kill_tracing_daemon(mnt)
+        res = cli("mount", str(mnt), "--monitors", "wip,wwnr")
+        assert res.returncode == 0, res.stderr
+        assert not inst.exists()
+        assert (mnt / "enabled_monitors").read_bytes() == b""  # nothing enabled did it
+        new = read_owner(normalize(mnt))
+        assert new is not None and not _live_instance(new.pid).exists()
+        if f"removed {inst.name}, the tracefs instance of a killed pyrv" in res.stderr:
+            return
+        assert cli("umount", str(mnt)).returncode == 0
+    pytest.skip("another pyrv on this machine removed the instance first, three times")
 
 
 #: fs_selftest.sh's load: busy CPUs, and a reader woken by one-line writes while it runs
