@@ -62,8 +62,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     m.add_argument(
         "--kmsg",
-        action="store_true",
-        help="the printk reactor also writes the kernel log (/dev/kmsg), as the kernel's does",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the printk reactor writes the kernel log (/dev/kmsg), as the kernel's does, so "
+        "dmesg shows its reactions (the default; --kmsg is accepted for compatibility); "
+        "--no-kmsg: only the daemon's stderr (the terminal with --foreground)",
     )
     m.add_argument("--no-verdicts", action="store_true", help="do not add the pyrv_verdicts file")
     m.add_argument(
@@ -119,9 +122,12 @@ def _cmd_mount(args: argparse.Namespace) -> int:
         build_rv(monitors, slots, args.compat != "6.12")
     except ValueError as exc:
         return fail(str(exc))
+    kmsg = args.kmsg and _kmsg_writable()
+    for name in remove_stale_instances():
+        print(f"pyrv mount: removed {name}, the tracefs instance of a killed pyrv", file=sys.stderr)
 
     def run(ready: Callable[[], None] | None) -> None:
-        rv = build_rv(monitors, slots, args.compat != "6.12", kmsg=args.kmsg)
+        rv = build_rv(monitors, slots, args.compat != "6.12", kmsg=kmsg)
         live = None if args.no_live else _LiveCoupling(rv)
         serve(
             rv,
@@ -142,6 +148,37 @@ def _cmd_mount(args: argparse.Namespace) -> int:
             return fail(str(exc))
         return EXIT_OK
     return daemonize(run)
+
+
+def _kmsg_writable() -> bool:
+    """Can the printk reactor write the kernel log? If not (not root), say so once, here,
+    where it is seen: the daemon's own stderr goes nowhere."""
+    from pyrv.monitors.reactors import KMSG_PATH
+
+    if os.access(KMSG_PATH, os.W_OK):
+        return True
+    print(
+        f"pyrv mount: {KMSG_PATH} is not writable: the printk reactor's messages will not "
+        "reach the kernel log (--no-kmsg silences this)",
+        file=sys.stderr,
+    )
+    return False
+
+
+def remove_stale_instances() -> list[str]:
+    """Remove the tracefs instances of pyrvs killed with SIGKILL (a mount daemon's keeps
+    recording into 4 MiB per CPU until someone does); their names. Only where tracefs is
+    mounted: it is never mounted for this (one pyrv mounts for the live engine, whose
+    shared-mount logic removes them then)."""
+    from pyrv.sources.tracefs import Tracefs, find_tracefs
+
+    where = find_tracefs()
+    if where is None:
+        return []
+    try:
+        return Tracefs(where).remove_stale_instances()
+    except OSError:  # tracefs not readable here (not root): nothing pyrv could remove
+        return []
 
 
 class _LiveCoupling:
