@@ -243,6 +243,13 @@ class Verifier:
                 for mon in self.monitors:  # enabling resets every instance
                     mon.reset()
             self.dispatcher.feed(item)
+        if result.incomplete_from is not None and not any(self.dispatcher.hooked.values()):
+            cut = next(g for g in result.gaps if g.until_end)
+            raise CheckError(
+                f"{self.label}: no event can be judged: CPU {cut.cpu}'s data ends before any "
+                f"event the monitors handle ({cut.reason}), and every event after that point "
+                "may depend on what it lost"
+            )
         if started and last_ts is not None and result.incomplete_from is None:
             # after a loss that never ends, no deadline can be known to have passed unmet
             self.dispatcher.finish(last_ts)
@@ -269,6 +276,8 @@ class Verifier:
             )
             raise CheckError(f"{label}: {what}: the monitors were never enabled")
         unseen = _unseen_tracepoints(self.monitors, self.dispatcher)
+        if result.incomplete_from is not None:
+            unseen = {}  # the events after the cut were read, only not judged
         if unseen and opts.monitors:
             raise CheckError(
                 "; ".join(_missing_message(n, label, tps) for n, tps in unseen.items())
