@@ -71,6 +71,10 @@ class CheckResult:
     skipped_lines: list[tuple[int, str]] = field(default_factory=list)
     dropped_incomplete: int = 0
     stopped_at: str | None = None  # where reading a damaged input stopped (--partial)
+    #: a loss the trace never recovers from (a CPU's data cut short) began at this time (in
+    #: the trace clock's unit): no event after it was judged, no timer fired after it
+    incomplete_from: int | None = None
+    incomplete_stamp: str | None = None  # that time as the trace prints it ("471.939123456")
 
     @property
     def violations(self) -> int:
@@ -209,13 +213,25 @@ class Verifier:
         started = opts.start_ts is None and opts.start_marker is None
         last_ts = None
         complete_from = None  # inside a reported loss: nothing is judged before this time
-        for item in _counting(items, self.result):
+        result = self.result
+        for item in _counting(items, result):
             if isinstance(item, LostEvents):
                 self.lost(item)
-                if item.pids is None and item.ts is not None:
+                if item.until_end and result.incomplete_from is None:
+                    result.incomplete_from = ts = item.ts or 0
+                    result.incomplete_stamp = (
+                        str(ts)
+                        if self.dispatcher.counter_clock
+                        else f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
+                    )
+                elif item.pids is None and item.ts is not None:
                     complete_from = max(complete_from or item.ts, item.ts)
                 continue
             last_ts = item.ts
+            if result.incomplete_from is not None:
+                # a CPU's data ended in a loss: every later event may depend on what it lost
+                started = started or _starts_here(item, opts)
+                continue
             if complete_from is not None:
                 if item.ts < complete_from:
                     continue  # another CPU's event inside the gap: its context is incomplete
@@ -227,7 +243,15 @@ class Verifier:
                 for mon in self.monitors:  # enabling resets every instance
                     mon.reset()
             self.dispatcher.feed(item)
-        if started and last_ts is not None:
+        if result.incomplete_from is not None and not any(self.dispatcher.hooked.values()):
+            cut = next(g for g in result.gaps if g.until_end)
+            raise CheckError(
+                f"{self.label}: no event can be judged: CPU {cut.cpu}'s data ends before any "
+                f"event the monitors handle ({cut.reason}), and every event after that point "
+                "may depend on what it lost"
+            )
+        if started and last_ts is not None and result.incomplete_from is None:
+            # after a loss that never ends, no deadline can be known to have passed unmet
             self.dispatcher.finish(last_ts)
         return self.finish(started)
 
@@ -252,6 +276,8 @@ class Verifier:
             )
             raise CheckError(f"{label}: {what}: the monitors were never enabled")
         unseen = _unseen_tracepoints(self.monitors, self.dispatcher)
+        if unseen and opts.monitors and result.incomplete_from is not None:
+            unseen = {}  # asked for by name: their events may be after the cut, read, not judged
         if unseen and opts.monitors:
             raise CheckError(
                 "; ".join(_missing_message(n, label, tps) for n, tps in unseen.items())

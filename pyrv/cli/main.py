@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--partial",
         action="store_true",
-        help="a truncated or corrupt trace.dat: verify what was read before the damage",
+        help="a truncated or corrupt trace.dat or raw-pages directory: verify what was read "
+        "before the damage (nothing after the point where a CPU's data ends is judged)",
     )
     c.add_argument(
         "--merge",
@@ -212,6 +213,7 @@ class _Printer:
                     "gaps": len(res.gaps),
                     "skipped_lines": len(res.skipped_lines),
                     "dropped_incomplete": res.dropped_incomplete,
+                    "incomplete_from": res.incomplete_from,
                     "monitors": [vars(m) for m in res.monitors],
                 }
             )
@@ -220,6 +222,13 @@ class _Printer:
         w(f"== {res.source}: {res.events_read} events, {len(res.gaps)} gaps")
         if res.stopped_at:
             w(f", reading stopped at {res.stopped_at}")
+        if res.incomplete_stamp is not None:
+            cpu = next((f"CPU {g.cpu}'s" for g in res.gaps if g.until_end), "a CPU's")
+            w(
+                f", nothing judged ({cpu} data is missing)"
+                if not res.incomplete_from
+                else f", nothing judged after {res.incomplete_stamp} ({cpu} data ends there)"
+            )
         if res.skipped_lines:
             w(f", {len(res.skipped_lines)} bad lines skipped")
         if res.dropped_incomplete:

@@ -1028,6 +1028,8 @@ def _tracedat_streams(td: Any, page_decoder_cls: Any) -> tuple[list[StreamSpec],
 
     specs = []
     for buf in buffers:
+        if buf.unread or any(cd.truncated for cd in buf.cpus):
+            raise Unsupported("truncated CPU data")  # the reference judges nothing after it
         for cd in buf.cpus:
             if not cd.size:
                 continue

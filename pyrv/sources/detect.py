@@ -148,10 +148,10 @@ def open_trace(
     ``formats``/``formats_dir``: event formats for text traces that carry only type ids
     (``raw``/``hex`` options) and for a lone raw-pages file (``formats_dir`` also gives its
     ``header_page``/``header_event``); binary traces otherwise use their own.
-    ``skip_bad_lines``: text only. ``partial``, ``buffer``: trace.dat only (see
-    :class:`~pyrv.sources.tracedat.TraceDat`). ``prefix``: raw directories with several sets of
-    CPU files (``prefix="lost_"`` reads ``lost_cpuN.raw``). ``cpu``: a lone raw-pages file's CPU
-    (default: the ``cpuN`` in its name, else 0).
+    ``skip_bad_lines``: text only. ``partial``: trace.dat and raw directories (see
+    :class:`~pyrv.sources.tracedat.TraceDat`); ``buffer``: trace.dat only. ``prefix``: raw
+    directories with several sets of CPU files (``prefix="lost_"`` reads ``lost_cpuN.raw``).
+    ``cpu``: a lone raw-pages file's CPU (default: the ``cpuN`` in its name, else 0).
     """
     if formats is None and formats_dir is not None:
         formats = FormatSet.load(_events_dir(Path(formats_dir)))
@@ -170,7 +170,7 @@ def open_trace(
                 "a directory, but not one of raw trace pages (no cpuN.raw, traces/cpuN or"
                 " per_cpu/cpuN/trace_pipe_raw files)",
             )
-        reader = RawTraceDir(root, prefix=prefix, formats=formats, source=source)
+        reader = RawTraceDir(root, prefix=prefix, formats=formats, source=source, partial=partial)
     elif kind == "tracedat":
         reader = TraceDat(path, partial=partial, buffer=buffer, source=source)
     elif kind == "zstd":

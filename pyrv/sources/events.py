@@ -37,6 +37,11 @@ class LostEvents:
 
     ``cpu`` is None when the loss is not tied to one CPU; ``count`` None when unknown.
     ``ts`` is the timestamp from which the stream is complete again (None: the next event's).
+
+    ``until_end``: the stream is never complete again (a CPU's data ends in damage, so every
+    later event may depend on what that CPU lost: cross-CPU wakeups, migrations); ``ts`` is
+    then where the loss began (that CPU's last event, 0 when none was read), and no event
+    after the marker may be judged.
     """
 
     cpu: int | None
@@ -48,6 +53,7 @@ class LostEvents:
     #: Tasks whose monitor state may be stale (pid 0 means the idle task of ``cpu``); None means
     #: any task may be affected. Set by detectors that know exactly what was lost.
     pids: tuple[int, ...] | None = None
+    until_end: bool = False
 
 
 TraceItem = TraceEvent | LostEvents

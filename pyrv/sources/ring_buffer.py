@@ -831,6 +831,12 @@ class RawTraceDir:
     Without saved cmdlines, ``comm`` is the latest comm the trace's own sched events gave for
     the pid (``<...>`` before any), since the kernel keeps comms outside the pages.
 
+    A CPU file that does not decode (cut inside a page, a damaged page) raises
+    :class:`BinaryTraceError`; with ``partial=True`` it ends that CPU's stream instead: its
+    events up to the damage, then ``LostEvents(cpu, None, "truncated or corrupt: ...",
+    ts=its last timestamp or 0, until_end=True)`` (the trace is incomplete from there on for
+    every CPU), with ``stopped_at``/``stop_reason`` saying where (as :class:`TraceDat`'s).
+
     Metadata (the text reader's surface): ``source``, ``counter_clock``, ``has_context``
     (True), ``skipped`` (always empty), ``dropped_incomplete`` (0); plus ``cpus``, ``clock``,
     ``formats``, ``layout``, ``files``.
@@ -844,8 +850,12 @@ class RawTraceDir:
         formats: FormatSet | None = None,
         byteorder: str | None = None,
         source: str | None = None,
+        partial: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.partial = partial
+        self.stopped_at: int | None = None  # partial: where the first damage is (its file's)
+        self.stop_reason: str | None = None
         self.source = source if source is not None else str(self.path)
         if not self.path.is_dir():
             raise TraceError(self.source, None, "not a directory")
@@ -890,8 +900,32 @@ class RawTraceDir:
             _with_source(iter_cpu_pages(f.path, f.cpu, self.formats, decoder=dec), str(f.path))
             for f in self.files
         ]
+        if self.partial:
+            streams = [self._guard(s, f) for s, f in zip(streams, self.files, strict=True)]
         merged = merge_by_time(streams)
         return merged if self.cmdlines is not None else _track_comms(merged)
+
+    def _guard(self, items: Iterator[TraceItem], cpu_file: _CpuFile) -> Iterator[TraceItem]:
+        """Damage ends this CPU's stream with a marker: nothing after it can be judged."""
+        last: int | None = None
+        try:
+            for item in items:
+                if item.ts is not None:
+                    last = item.ts
+                yield item
+        except BinaryTraceError as exc:
+            reason = f"{cpu_file.path.name}: {exc.reason}"
+            if self.stopped_at is None:
+                self.stopped_at, self.stop_reason = exc.offset, reason
+            yield LostEvents(
+                cpu_file.cpu,
+                None,
+                f"truncated or corrupt: {reason}; CPU {cpu_file.cpu} has no events after this"
+                " point",
+                last if last is not None else 0,  # nothing read: lost from the start
+                str(cpu_file.path),
+                until_end=True,
+            )
 
 
 def _with_source(items: Iterator[TraceItem], source: str) -> Iterator[TraceItem]:

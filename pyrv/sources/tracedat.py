@@ -36,8 +36,10 @@ that does not decompress) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceEr
 (a :class:`TraceError`) naming the section and the byte offset. With ``partial=True`` the
 damage of one CPU's data ends that CPU's stream instead: its events up to the damage are
 yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
-ts=that CPU's last timestamp, or 0 when none was read)``, and :attr:`TraceDat.stopped_at`
-and :attr:`TraceDat.stop_reason` say where and why reading stopped. Damage in what every
+ts=that CPU's last timestamp, or 0 when none was read, until_end=True)`` (the trace is
+incomplete from there on, for every CPU: nothing after it is judged), and
+:attr:`TraceDat.stopped_at` and :attr:`TraceDat.stop_reason` say where and why reading
+stopped. Damage in what every
 event needs (the headers, the formats, the options before the data) raises even with
 ``partial=True``: nothing could be read.
 
@@ -48,8 +50,9 @@ options section and offset. With ``partial=True`` the data is found again by
 options section, and a CPU's data is read only where its CPU is certain (see there: trace-cmd's
 CPU order, compressed data's own chunk sizes, the CPUSTAT options written before the data).
 What cannot be attributed is not read: each CPU it may belong to gets a ``LostEvents(cpu,
-None, "not read: ...")`` at ts 0 naming the offset; a buffer index lost after complete data
-costs nothing but is still reported in ``stopped_at``/``stop_reason``.
+None, "not read: ...", until_end=True)`` at ts 0 naming the offset (so nothing is judged); a
+buffer index lost after complete data costs nothing but is still reported in
+``stopped_at``/``stop_reason``.
 """
 
 from __future__ import annotations
@@ -840,6 +843,7 @@ class TraceDat:
                 + " has no events after this point",
                 last if last is not None else 0,  # nothing read: lost from the start
                 self.source,
+                until_end=True,
             )
 
     def _unread(self, buf: BufferInfo, cpu: int) -> LostEvents:
@@ -852,6 +856,7 @@ class TraceDat:
             " trace-cmd writes after the data is lost)",
             0,
             self.source,
+            until_end=True,
         )
 
     def _adjust(self, items: Iterator[TraceItem]) -> Iterator[TraceItem]:
