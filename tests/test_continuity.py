@@ -77,3 +77,15 @@ def test_a_binary_record_going_back_in_time_is_named_by_its_times():
     msg = str(info.value)
     assert msg.startswith("t.dat: time goes backwards on cpu 0")
     assert "sched_waking record at ts 1000 follows one at ts 2000" in msg and "line" not in msg
+
+
+def test_cross_cpu_ties_are_counted():
+    """Two events of different CPUs with one stamp are a tie; the same CPU's are not."""
+    from pyrv.sources.continuity import TimeOrder
+
+    def e(ts, cpu):
+        return TraceEvent(ts=ts, cpu=cpu, pid=1, comm="a", name="x")
+
+    order = TimeOrder()
+    out = list(order.filter([e(1, 0), e(1, 1), e(1, 1), e(2, 0), e(3, 1), e(3, 0), e(3, 1)]))
+    assert len(out) == 7 and order.cross_cpu_ties == 3

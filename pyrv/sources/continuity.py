@@ -83,21 +83,41 @@ class SwitchContinuity:
         return gap
 
 
-def check_time_order(items: Iterable[TraceItem]) -> Iterator[TraceItem]:
-    """Pass items through; a CPU whose time goes backwards is a corrupt trace.
+class TimeOrder:
+    """Passes items through; a CPU whose time goes backwards is a corrupt trace.
 
     One CPU's records are written in time order, so a step back means reordered lines or
     concatenated captures: judging such a stream would give verdicts about an execution that
     never happened, so it is an error naming the line.
+
+    It also counts *cross-CPU ties*: events stamped exactly like the event before them from
+    another CPU. Where the clock has the resolution of the events (ns, or the counter clock)
+    the file's order is the kernel's; a clock that counts jiffies (``uptime``) stamps a whole
+    tick alike, and the reader (or the kernel's merge) breaks those ties by CPU number, not by
+    what happened first, so verdicts that hang on their order are uncertain.
     """
-    last: dict[int, tuple[int, int]] = {}  # cpu -> (ts, line)
-    for item in items:
-        if isinstance(item, TraceEvent) and item.cpu >= 0:
-            prev = last.get(item.cpu)
-            if prev is not None and item.ts < prev[0]:
-                raise _backwards(item, *prev)
-            last[item.cpu] = (item.ts, item.line)
-        yield item
+
+    def __init__(self) -> None:
+        self.cross_cpu_ties = 0
+
+    def filter(self, items: Iterable[TraceItem]) -> Iterator[TraceItem]:
+        last: dict[int, tuple[int, int]] = {}  # cpu -> (ts, line)
+        prev_ts, prev_cpu = None, None
+        for item in items:
+            if isinstance(item, TraceEvent) and item.cpu >= 0:
+                prev = last.get(item.cpu)
+                if prev is not None and item.ts < prev[0]:
+                    raise _backwards(item, *prev)
+                last[item.cpu] = (item.ts, item.line)
+                if item.ts == prev_ts and item.cpu != prev_cpu:
+                    self.cross_cpu_ties += 1
+                prev_ts, prev_cpu = item.ts, item.cpu
+            yield item
+
+
+def check_time_order(items: Iterable[TraceItem]) -> Iterator[TraceItem]:
+    """:meth:`TimeOrder.filter` without the tie count."""
+    return TimeOrder().filter(items)
 
 
 def _backwards(item: TraceEvent, prev_ts: int, prev_line: int) -> TraceError:
