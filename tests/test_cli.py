@@ -289,6 +289,22 @@ def test_bad_parameters_are_usage_errors(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("threshold_jiffies=abc", "expected NAME=INTEGER"),
+        ("threshold_jiffies", "expected NAME=INTEGER"),
+        ("=5", "expected NAME=INTEGER"),
+        (f"threshold_jiffies={2**64}", "larger than an unsigned long"),
+    ],
+)
+def test_malformed_parameters_exit_2_not_1(value, message, capsys):
+    """Exit 1 means violations: a malformed --param is a usage error (2), never that."""
+    with pytest.raises(SystemExit) as info:
+        main(["check", "-m", "stall", "--param", value])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_a_trace_no_monitor_can_read_is_not_a_pass(capsys):
     trace = need_shared(RECORDED.parent / "public" / "trappy_raw_trace.dat")
     assert main(["check", str(trace)]) == 2

@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "--param",
         action="append",
         default=[],
+        type=_param,
         metavar="NAME=VALUE",
         help="a monitor parameter, e.g. threshold_jiffies=250 for stall",
     )
@@ -252,14 +253,22 @@ class _Printer:
         self.out.write(json.dumps(obj, sort_keys=True) + "\n")
 
 
-def _params(items: list[str]) -> dict[str, int]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value.lstrip("-").isdigit():
-            raise SystemExit(f"pyrv check: --param {item!r}: expected NAME=INTEGER")
-        out[name] = int(value)
-    return out
+#: module parameters are unsigned longs (64-bit kernels)
+_PARAM_MAX = 2**64 - 1
+
+
+def _param(item: str) -> tuple[str, int]:
+    """``NAME=INTEGER``; a malformed one is a usage error (exit 2), as argparse's own are."""
+    name, sep, value = item.partition("=")
+    if not sep or not name or not value.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=INTEGER")
+    if int(value) > _PARAM_MAX:
+        raise argparse.ArgumentTypeError(f"{item!r}: larger than an unsigned long (2^64-1)")
+    return name, int(value)
+
+
+def _params(items: list[tuple[str, int]]) -> dict[str, int]:
+    return dict(items)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
