@@ -27,7 +27,7 @@ from pyrv.monitors.dispatch import Dispatcher
 from pyrv.monitors.hooks import MonitorDef
 from pyrv.monitors.records import Record
 from pyrv.monitors.registry import RV
-from pyrv.sources.continuity import SwitchContinuity, check_time_order
+from pyrv.sources.continuity import SwitchContinuity, TimeOrder
 from pyrv.sources.detect import open_trace
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
@@ -149,12 +149,11 @@ def check(
         itertools.chain((f,), s) if f is not None else s
         for f, s in zip(firsts, streams, strict=True)
     ]
-    names, rv = select_monitors(opts, defs, _presence(files, readers, opts), label)
+    names, rv = select_monitors(
+        opts, defs, _presence(files, readers, opts), label, context=_has_context_column(firsts)
+    )
     if not names:
-        raise CheckError(
-            f"{label}: no monitor has its events in this trace: nothing to verify "
-            f"(pyrv list --events {label} says what each monitor needs)"
-        )
+        raise CheckError(_nothing_selected(label, readers, opts))
     if names and not all(r.has_context for r in readers):
         raise CheckError(
             f"{label}: the trace has no context columns (written with the nocontext-info "
@@ -174,7 +173,10 @@ def check(
             raise FastEngineUnavailable(label, str(exc)) from None
     if result is None:
         items: Iterable[TraceItem] = streams[0] if len(streams) == 1 else merge_by_time(streams)
-        result = verifier.run(check_time_order(items))
+        order = TimeOrder()
+        result = verifier.run(order.filter(items))
+        if readers[0].counter_clock and order.cross_cpu_ties and opts.on_note is not None:
+            opts.on_note(_ties_note(label, order.cross_cpu_ties))
     result.skipped_lines = [s for r in readers for s in r.skipped]
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
     for r in readers:
@@ -371,13 +373,53 @@ def _starts_here(ev: TraceEvent, opts: CheckOptions) -> bool:
     return False
 
 
+def _ties_note(label: str, ties: int) -> str:
+    """A clock of counts whose stamps repeat across CPUs is coarser than the events (uptime
+    counts jiffies): within one stamp the file's order is by CPU, not by time."""
+    return (
+        f"{label}: {ties} events carry the stamp of another CPU's event just before them: this"
+        " trace clock counts too coarsely (uptime counts jiffies) to order them, and verdicts"
+        " that depend on the order of events within one tick on different CPUs may be wrong"
+        " (record with a finer clock: local, global, mono, or counter)"
+    )
+
+
+def _has_context_column(firsts: list[TraceItem | None]) -> bool:
+    """Whether the inputs' events carry the probe context (the irq-info column)."""
+    return not any(isinstance(f, TraceEvent) and f.flags is None for f in firsts)
+
+
+def _nothing_selected(label: str, readers: list, opts: CheckOptions) -> str:
+    """Why no monitor runs: a raw/hex text without --formats names its events only by type
+    id, so the scan for event names finds none of them."""
+    layouts = {getattr(r, "layout", None) for r in readers}
+    if opts.formats_dir is None and layouts & {"raw", "hex"}:
+        option = "raw" if "raw" in layouts else "hex"
+        return (
+            f"{label}: this trace was written with the '{option}' option: its events are named"
+            " only by type id; pass the event format files with --formats DIR (a tracefs"
+            " events/ directory, or a directory of <system>__<event>.format files) to decode it"
+        )
+    return (
+        f"{label}: no monitor has its events in this trace: nothing to verify "
+        f"(pyrv list --events {label} says what each monitor needs)"
+    )
+
+
 def select_monitors(
-    opts: CheckOptions, defs: list[MonitorDef], present: Callable[[str], bool], where: str
+    opts: CheckOptions,
+    defs: list[MonitorDef],
+    present: Callable[[str], bool],
+    where: str,
+    *,
+    context: bool = True,
 ) -> tuple[list[str], RV]:
     """Choose the monitors, size the per-task slots to them, and enable them in a new RV.
 
     Requested monitors (containers expand to their children) must have their hooked events
     (``present(event_name)``); with none requested, every monitor whose events are present.
+    ``context``: the input has the irq-info column; without it, a monitor whose hooks read the
+    probe context is left out of the default selection (asked for, it is an error later).
     """
     _check_params(opts, defs)
     probe = build_rv(defs, hz=opts.hz, params=opts.params)
@@ -398,15 +440,17 @@ def select_monitors(
         if missing and opts.monitors:
             if n in named:
                 raise CheckError(_missing_message(n, where, missing))
-            skipped.append(_missing_message(n, where, missing))  # a container's child
-        if not missing:
+            skipped.append(_missing_message(n, where, missing, explain=False))  # a child
+        if not missing and (context or opts.monitors or not mon.definition.uses_context()):
             chosen.append(n)
     if skipped:
         if not chosen:
-            raise CheckError("; ".join(skipped))
+            raise CheckError("; ".join(skipped) + _bare_note(skipped))
         for note in skipped:
             if opts.on_note is not None:
                 opts.on_note(f"not run: {note}")
+        if opts.on_note is not None and _bare_note(skipped):
+            opts.on_note(_bare_note(skipped).strip(" ()"))
     slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
     rv = build_rv(defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params)
     if opts.setup_rv is not None:
@@ -435,15 +479,24 @@ def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:
             raise CheckError(f"--param {name}={value}: parameters are not negative")
 
 
-def _missing_message(name: str, where: str, missing: list[str]) -> str:
-    text = f"monitor {name} needs events missing from {where}: {', '.join(missing)}"
+#: what a bare tracepoint is, said once however many monitors miss one
+BARE_NOTE = (
+    "bare tracepoints, which tracefs does not expose; a trace carries them only when a kprobe,"
+    " BPF program or synthetic event re-emits them under these names"
+)
+
+
+def _bare_note(messages: list[str]) -> str:
+    return f" ({BARE_NOTE})" if any("(bare)" in m for m in messages) else ""
+
+
+def _missing_message(name: str, where: str, missing: list[str], explain: bool = True) -> str:
+    """``explain``: say what a bare tracepoint is (once, where several messages are joined)."""
     bare = [tp for tp in missing if tp in BARE]
-    if bare:
-        text += (
-            f" ({', '.join(bare)}: bare tracepoints, which tracefs does not expose; a trace "
-            "carries them only when a kprobe, BPF program or synthetic event re-emits them "
-            "under these names)"
-        )
+    listed = missing if explain else [f"{tp} (bare)" if tp in BARE else tp for tp in missing]
+    text = f"monitor {name} needs events missing from {where}: {', '.join(listed)}"
+    if bare and explain:
+        text += f" ({', '.join(bare)}: {BARE_NOTE})"
     return text
 
 

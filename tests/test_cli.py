@@ -309,3 +309,57 @@ def test_a_trace_no_monitor_can_read_is_not_a_pass(capsys):
     trace = need_shared(RECORDED.parent / "public" / "trappy_raw_trace.dat")
     assert main(["check", str(trace)]) == 2
     assert "no monitor has its events in this trace" in capsys.readouterr().err
+
+
+def test_without_the_irq_info_column_the_default_leaves_out_context_monitors(tmp_path, capsys):
+    """The rtapp trace with its irq-info column cut out: wakeup's hooks read the probe context
+    (hardirq, softirq), which such a trace lacks, so the default selection runs the other
+    monitors (pagefault, wwnr, stall) instead of refusing; asked for by name, wakeup is
+    refused with the reason."""
+    src = need_shared(RECORDED / "rtapp" / "rt-pipe-faults.trace").read_text()
+    lines = [
+        ln if ln.startswith("#") else re.sub(r"(\] )\S{5} ", r"\1", ln, count=1)
+        for ln in src.splitlines(keepends=True)
+    ]
+    path = tmp_path / "noirqinfo.txt"
+    path.write_text("".join(lines))
+    assert main(["check", str(path)]) in (0, 1)
+    out = capsys.readouterr().out
+    ran = {ln.split()[0] for ln in out.splitlines() if ln.startswith("   ")}
+    assert {"pagefault", "wwnr", "stall"} <= ran and "wakeup" not in ran
+    assert main(["check", "-m", "wakeup", str(path)]) == 2
+    assert "wakeup need the probe context" in capsys.readouterr().err
+
+
+def test_a_raw_text_without_formats_says_to_pass_them(capsys):
+    path = need_shared(RECORDED / "ftrace-text" / "opt_raw.txt")
+    assert main(["check", str(path)]) == 2
+    assert "written with the 'raw' option" in capsys.readouterr().err
+
+
+def test_a_container_lists_its_missing_bare_tracepoints_and_says_once_what_they_are(capsys):
+    assert main(["check", "-m", "sched"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("bare tracepoints, which tracefs does not expose") == 1
+    assert "monitor sco needs events missing" in err and "sched_entry_tp (bare)" in err
+
+
+@pytest.mark.parametrize("clock", ["uptime", "counter"])
+def test_a_jiffy_clock_is_named_as_too_coarse_to_order_cpus(clock, capsys):
+    """uptime stamps count jiffies: events of different CPUs in one tick share a stamp, and
+    their order in the file is the merge's, not time's. The warning counts them (counted here
+    from the text: an event stamped like the one before it, from another CPU); the counter
+    clock never repeats a stamp, so it gets none."""
+    path = need_shared(RECORDED / "ftrace-text" / f"opt_clock_{clock}.txt")
+    ties, prev = 0, None
+    for ln in path.read_text().splitlines():
+        m = re.match(r"\s*\S+-\d+\s+\[(\d+)\]\s+\S{5}\s+(\d+):", ln)
+        if m:
+            ties += prev is not None and prev[1] == m[2] and prev[0] != m[1]
+            prev = (m[1], m[2])
+    main(["check", str(path)])
+    err = capsys.readouterr().err
+    if clock == "uptime":
+        assert ties > 0 and f"{ties} events carry the stamp of another CPU's event" in err
+    else:
+        assert ties == 0 and "too coarsely" not in err
