@@ -446,11 +446,10 @@ def select_monitors(
     if skipped:
         if not chosen:
             raise CheckError("; ".join(skipped) + _bare_note(skipped))
-        for note in skipped:
-            if opts.on_note is not None:
+        if opts.on_note is not None:
+            skipped[-1] += _bare_note(skipped)  # said once, after the last
+            for note in skipped:
                 opts.on_note(f"not run: {note}")
-        if opts.on_note is not None and _bare_note(skipped):
-            opts.on_note(_bare_note(skipped).strip(" ()"))
     slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
     rv = build_rv(defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params)
     if opts.setup_rv is not None:

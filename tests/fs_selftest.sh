@@ -386,8 +386,8 @@ else
 	write monitors/wwnr/reactors printk
 	write monitors/wwnr/enable 1
 	before=$(count)
-	n=0
-	while [ "$(count)" = "$before" ] && [ $n -lt 40 ]; do
+	n=0 # one round is a few tens of ms: up to ~30 s of load, left as soon as a reaction shows
+	while [ "$(count)" = "$before" ] && [ $n -lt 1000 ]; do
 		load
 		n=$((n + 1))
 	done
