@@ -55,6 +55,7 @@ EVENTS = [
 ]
 PREFIX = "pyrvbench-"
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as ``python3 bench/check_dat.py`` from anywhere
 RAW = REPO.parent / "shared" / "traces" / "recorded" / "raw"
 
 
@@ -62,10 +63,11 @@ RAW = REPO.parent / "shared" / "traces" / "recorded" / "raw"
 # Recording.
 
 
-def _tracefs() -> Path | None:
-    from pyrv.sources.tracefs import find_tracefs
+def _tracefs() -> contextlib.AbstractContextManager:
+    """tracefs, mounted for the recording (and unmounted after it) if nobody has."""
+    from pyrv.sources.tracefs import Tracefs
 
-    return find_tracefs()
+    return Tracefs()
 
 
 def _alive(pid: int) -> bool:
@@ -116,12 +118,16 @@ def ensure_perf() -> str | None:
 def record(out_dir: Path, min_events: int) -> dict:
     """Record ``perf bench sched messaging`` until the pages hold at least ``min_events``
     (estimated from the bytes, checked by decoding afterwards). Returns the description."""
+    perf = ensure_perf()
+    if perf is None or os.geteuid() != 0:
+        raise OSError("cannot record here (root and perf are needed)")
+    with _tracefs() as fs:
+        return _record_in(fs.path, out_dir, min_events, perf)
+
+
+def _record_in(root: Path, out_dir: Path, min_events: int, perf: str) -> dict:
     from pyrv.sources.tracedat_writer import TraceMetadata
 
-    root = _tracefs()
-    perf = ensure_perf()
-    if root is None or perf is None or os.geteuid() != 0:
-        raise OSError("cannot record here (tracefs, root and perf are needed)")
     _remove_stale(root)
     inst = root / "instances" / f"{PREFIX}{os.getpid()}"
     inst.mkdir()
@@ -370,7 +376,11 @@ def run_pyrv(engine: str, path: str) -> dict:
     """One ``pyrv check -m wwnr`` in a fresh interpreter; wall time of the whole process."""
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, engine, path], check=True, capture_output=True, text=True
+        [sys.executable, "-c", _CHILD, engine, path],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     wall = time.perf_counter() - t0
     info = json.loads(out.stdout.strip().splitlines()[-1])
