@@ -51,7 +51,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+if "numpy" not in sys.modules:  # pyrv uses no BLAS: OpenBLAS's idle threads would spin on
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the cores decompression needs
+
+import numpy as np  # noqa: E402
 
 #: walker results
 OK, NEED_TYPE, DAMAGE, UNSUPPORTED = 0, 1, 2, 3
@@ -701,10 +704,14 @@ class _Pending:
             np.empty(cap, np.int32),
         )
         self.segs: dict[int, bytes] = {}
+        self._addresses()
 
-    @property
-    def cap(self) -> int:
-        return len(self.cols.ts)
+    def _addresses(self) -> None:
+        """The walker's output columns' addresses (fixed until the buffer grows)."""
+        c = self.cols
+        self.cap = len(c.ts)
+        self.nslots = c.val.shape[1]
+        self.ptrs = tuple(ptr(a) for a in (c.kind, c.ts, c.tid, c.pid, c.val, c.roff, c.rlen))
 
     def reserve(self, more: int) -> None:
         if self.n + more <= self.cap:
@@ -712,6 +719,14 @@ class _Pending:
         cap = max(self.n + more, 2 * self.cap)
         old = self.cols
         self.cols = Rows(*(_grow(getattr(old, c), self.n, cap) for c in _COLUMNS))
+        self._addresses()
+
+    def outputs(self) -> tuple[int, ...]:
+        """Where the walker writes the next row, column by column."""
+        at = self.n
+        k, t, tid, pid, val, roff, rlen = self.ptrs
+        return (k + at, t + 8 * at, tid + 4 * at, pid + 4 * at, val + 8 * at * self.nslots,
+                roff + 4 * at, rlen + 4 * at)  # fmt: skip
 
     def below(self, limit: int | None) -> int:
         """How many pending rows come before ``limit`` (all: None)."""
@@ -805,6 +820,11 @@ class ColumnarTrace:
         self.batch_rows = batch_rows or BATCH_ROWS
         self._out = np.zeros(4, np.int64)
         self._lib = native()
+        # the walker's fixed arguments, as addresses (the tables never move)
+        t = self.tables
+        self._head = (ptr(self.P),)
+        self._tables = tuple(ptr(a) for a in t.walker_args())
+        self._outp = ptr(self._out)
         self._seg = 0
 
     @property
@@ -822,44 +842,19 @@ class ColumnarTrace:
     def _walk(self, chunk: Chunk, last_ts: int, dest: _Pending | None) -> tuple[int, int, int]:
         """Walk one chunk (into ``dest``'s buffer, or only check it); (status, rows, info)
         with ``last_ts`` updated in ``self._out[3]``."""
-        n = len(chunk.arr)
+        n = len(chunk.pybuf)
         t = self.tables
         if dest is not None:
             dest.reserve(n // 8 + n // self.psize + 8)
-            c, at = dest.cols, dest.n
-            outs = (
-                c.kind.ctypes.data + at,
-                c.ts.ctypes.data + 8 * at,
-                c.tid.ctypes.data + 4 * at,
-                c.pid.ctypes.data + 4 * at,
-                c.val.ctypes.data + 8 * at * self.nslots,
-                c.roff.ctypes.data + 4 * at,
-                c.rlen.ctypes.data + 4 * at,
-            )
-            cap = dest.cap - at
+            outs = dest.outputs()
+            cap = dest.cap - dest.n
         else:
             outs, cap = (None,) * 7, 0
         out = self._out
+        walk, head, tables = self._lib.walk_pages, self._head, self._tables
         while True:
-            self._lib.walk_pages(
-                chunk.arr.ctypes.data,
-                0,
-                n,
-                self.P.ctypes.data,
-                t.ttype.ctypes.data,
-                t.tmin.ctypes.data,
-                t.tpid.ctypes.data,
-                t.tnloc.ctypes.data,
-                t.tloc.ctypes.data,
-                t.tslot.ctypes.data,
-                t.tmax.ctypes.data,
-                self.nslots,
-                last_ts,
-                int(dest is not None),
-                *outs,
-                cap,
-                out.ctypes.data,
-            )
+            walk(chunk.pybuf, 0, n, *head, *tables, self.nslots, last_ts, int(dest is not None),
+                 *outs, cap, self._outp)  # fmt: skip
             status, rows, info = int(out[0]), int(out[1]), int(out[2])
             if status == NEED_TYPE:
                 t.prepare(info)
