@@ -574,6 +574,19 @@ def _plain_tasks(f: _File, start: int, end: int, step: int) -> Callable[[], Iter
     return gen
 
 
+class _SizedTask:
+    """A chunk task that knows the size of its bytes before it runs (a compressed chunk's
+    header says it): whether the next chunk starts on a page boundary is known in advance."""
+
+    __slots__ = ("args", "fn", "size")
+
+    def __init__(self, fn: Callable[..., bytes], args: tuple, size: int) -> None:
+        self.fn, self.args, self.size = fn, args, size
+
+    def __call__(self) -> bytes:
+        return self.fn(*self.args)
+
+
 def _compressed_tasks(
     f: _File, offset: int, decompress: Callable[[bytes, int], bytes], order: str
 ) -> Callable[[], Iterator[ChunkTask]]:
@@ -607,7 +620,7 @@ def _compressed_tasks(
             pos += 8
             if usize > 1 << 28:
                 raise Unsupported("implausible chunk size")
-            yield lambda pos=pos, csize=csize, usize=usize: inflate(pos, csize, usize)
+            yield _SizedTask(inflate, (pos, csize, usize), usize)
             pos += csize
 
     return gen
@@ -688,106 +701,121 @@ class Batch:
         return self.order if self.order is not None else np.arange(len(self.rows))
 
 
+@dataclass
+class _Walked:
+    """A chunk as a worker thread left it: its bytes, and the rows it walked (None: the main
+    thread walks it, because it continues a partial page or meets an event id not prepared
+    yet)."""
+
+    data: bytes
+    rows: Rows | None
+    status: int = OK
+    info: int = 0
+
+
 class _Pending:
-    """One stream's decoded rows not yet emitted (one growing buffer)."""
+    """One stream's decoded rows not yet emitted: a queue of walked chunks (never copied
+    until they are merged into a batch)."""
 
-    def __init__(self, nslots: int, cap: int) -> None:
+    def __init__(self) -> None:
+        self.pieces: deque[tuple[Rows, int, bytes]] = deque()  # rows, segment id, its bytes
         self.n = 0
-        self.cols = Rows(
-            np.empty(cap, np.int8),
-            np.empty(cap, np.int64),
-            np.empty(cap, np.int32),
-            np.empty(cap, np.int32),
-            np.empty((cap, nslots), np.int64),
-            np.empty(cap, np.int32),
-            np.empty(cap, np.int32),
-            np.empty(cap, np.int32),
-        )
-        self.segs: dict[int, bytes] = {}
-        self._addresses()
 
-    def _addresses(self) -> None:
-        """The walker's output columns' addresses (fixed until the buffer grows)."""
-        c = self.cols
-        self.cap = len(c.ts)
-        self.nslots = c.val.shape[1]
-        self.ptrs = tuple(ptr(a) for a in (c.kind, c.ts, c.tid, c.pid, c.val, c.roff, c.rlen))
+    def add(self, rows: Rows, seg: int, buf: bytes) -> None:
+        self.pieces.append((rows, seg, buf))
+        self.n += len(rows)
 
-    def reserve(self, more: int) -> None:
-        if self.n + more <= self.cap:
-            return
-        cap = max(self.n + more, 2 * self.cap)
-        old = self.cols
-        self.cols = Rows(*(_grow(getattr(old, c), self.n, cap) for c in _COLUMNS))
-        self._addresses()
-
-    def outputs(self) -> tuple[int, ...]:
-        """Where the walker writes the next row, column by column."""
-        at = self.n
-        k, t, tid, pid, val, roff, rlen = self.ptrs
-        return (k + at, t + 8 * at, tid + 4 * at, pid + 4 * at, val + 8 * at * self.nslots,
-                roff + 4 * at, rlen + 4 * at)  # fmt: skip
+    @property
+    def tail_ts(self) -> int:
+        return int(self.pieces[-1][0].ts[-1])
 
     def below(self, limit: int | None) -> int:
         """How many pending rows come before ``limit`` (all: None)."""
-        n = self.n
-        return n if limit is None else int(np.searchsorted(self.cols.ts[:n], limit, "left"))
+        if limit is None:
+            return self.n
+        count = 0
+        for rows, _seg, _buf in self.pieces:
+            if rows.ts[-1] < limit:
+                count += len(rows)
+                continue
+            return count + int(np.searchsorted(rows.ts, limit, "left"))
+        return count
 
-    def head(self, cut: int) -> tuple[Rows, dict[int, bytes]]:
-        """Views of the first ``cut`` rows and the segments they use (valid until drop)."""
-        out = self.cols.part(0, cut)
-        if not cut:
-            return out, {}
-        first, last = int(out.seg[0]), int(out.seg[-1])  # segment ids grow along the rows
-        return out, {k: v for k, v in self.segs.items() if first <= k <= last}
-
-    def drop(self, cut: int) -> None:
-        """Forget the first ``cut`` rows."""
-        if not cut:
-            return
-        n = self.n
-        for c in _COLUMNS:
-            col = getattr(self.cols, c)
-            col[: n - cut] = col[cut:n]
-        self.n = n - cut
-        keep = int(self.cols.seg[0]) if self.n else None
-        self.segs = {k: v for k, v in self.segs.items() if keep is not None and k >= keep}
+    def take(self, cut: int) -> list[tuple[Rows, int, bytes]]:
+        """Remove the first ``cut`` rows: (rows, segment id, bytes) pieces (views)."""
+        out = []
+        while cut:
+            rows, seg, buf = self.pieces[0]
+            if len(rows) <= cut:
+                self.pieces.popleft()
+                out.append((rows, seg, buf))
+                cut -= len(rows)
+                self.n -= len(rows)
+                continue
+            out.append((rows.part(0, cut), seg, buf))
+            self.pieces[0] = (rows.part(cut, len(rows)), seg, buf)
+            self.n -= cut
+            cut = 0
+        return out
 
 
-def _grow(col: np.ndarray, n: int, cap: int) -> np.ndarray:
-    new = np.empty((cap, *col.shape[1:]), col.dtype)
-    new[:n] = col[:n]
-    return new
+class _Scratch:
+    """A worker thread's walker output buffer (reused chunk after chunk; the rows of a chunk
+    are copied out of it at their real size)."""
+
+    def __init__(self, nslots: int) -> None:
+        self.nslots = nslots
+        self.cap = 0
+        self._grow(1 << 16)
+
+    def _grow(self, cap: int) -> None:
+        self.cap = cap
+        n = self.nslots
+        self.cols = [np.empty(cap, np.int8), np.empty(cap, np.int64), np.empty(cap, np.int32),
+                     np.empty(cap, np.int32), np.empty((cap, n), np.int64),
+                     np.empty(cap, np.int32), np.empty(cap, np.int32)]  # fmt: skip
+        self.ptrs = tuple(ptr(a) for a in self.cols)
+
+    def reserve(self, rows: int) -> None:
+        if rows > self.cap:
+            self._grow(max(rows, 2 * self.cap))
+
+    def rows(self, n: int) -> Rows:
+        """Copies of the first ``n`` rows (the segment column left for the merge)."""
+        c = self.cols
+        return Rows(*(a[:n].copy() for a in c[:5]), c[5][:n].copy(), c[6][:n].copy(), _NOSEG)
+
+
+_NOSEG = np.zeros(0, np.int32)
 
 
 class _StreamReader:
-    """Decodes one stream, chunk by chunk, into its pending rows."""
+    """One stream's walked chunks, in order, into its pending rows."""
 
     def __init__(self, trace: ColumnarTrace, spec: StreamSpec, pool: ThreadPoolExecutor) -> None:
         self.trace = trace
         self.spec = spec
-        self.chunks = _chunks(spec, pool, trace.psize)
-        self.pending = _Pending(trace.nslots, trace.batch_rows // 2 + 4096)
+        self.chunks = trace._walked_chunks(spec, pool)
+        self.pending = _Pending()
         self.live = True
         self.last_ts = -1
 
     @property
     def tail_ts(self) -> int:
-        return int(self.pending.cols.ts[self.pending.n - 1])
+        return self.pending.tail_ts
 
     def fill(self, rows: int) -> None:
-        """Decode chunks until ``rows`` rows are pending or the stream ends."""
+        """Take walked chunks until ``rows`` rows are pending or the stream ends."""
         while self.live and self.pending.n < rows:
             chunk = next(self.chunks, None)
             if chunk is None:
                 self.live = False
                 return
-            self.trace._decode(chunk, self)
+            self.trace._take(chunk, self)
 
     def grow_one(self) -> None:
         """Decode at least one more row (or find the stream exhausted)."""
-        want = self.pending.n + 1
-        self.fill(want)
+        self.fill(self.pending.n + 1)
 
 
 class ColumnarTrace:
@@ -796,6 +824,12 @@ class ColumnarTrace:
     ``streams`` are :class:`StreamSpec` in the reference's stream order; ``page_decoder`` is a
     reference :class:`~pyrv.sources.ring_buffer.PageDecoder` for the trace (its formats,
     layout, cmdlines and printk formats); ``planner`` picks each event id's slot fields.
+
+    Chunks are walked by the worker threads that read and decompress them (the walker runs
+    without the GIL, beside the transition loop), each with its own table of extremes and
+    with a snapshot of the event-id states taken after the last id was prepared: an id
+    prepared later, a page continued from the previous chunk or the order across chunks are
+    the main thread's to handle, in stream order, exactly as one sequential walk would.
     """
 
     def __init__(
@@ -823,43 +857,121 @@ class ColumnarTrace:
         # the walker's fixed arguments, as addresses (the tables never move)
         t = self.tables
         self._head = (ptr(self.P),)
-        self._tables = tuple(ptr(a) for a in t.walker_args())
+        self._fixed = tuple(ptr(a) for a in t.walker_args()[1:6])
+        self._tables = (ptr(t.ttype), *self._fixed, ptr(t.tmax))
         self._outp = ptr(self._out)
         self._seg = 0
+        #: the event-id states the workers walk with (replaced, never changed, on prepare)
+        self._states = t.ttype.copy()
+        self._local = threading.local()
+        self._extremes = [t.tmax]  # the main thread's, then one per worker thread
+        self._lock = threading.Lock()
+        self._scratch = _Scratch(self.nslots)
 
     @property
-    def tmax(self) -> np.ndarray:
+    def tmax(self) -> _Extremes:
         """Per event id, the largest value of each slot (last column: ``common_pid``)."""
-        return self.tables.tmax[:, : self.nslots + 1]
+        return _Extremes(self._extremes, 0, self.nslots + 1, max)
 
     @property
-    def tlow(self) -> np.ndarray:
+    def tlow(self) -> _Extremes:
         """Per event id, the smallest value of each slot (last column: ``common_pid``)."""
-        return self.tables.tmax[:, self.nslots + 1 :]
+        return _Extremes(self._extremes, self.nslots + 1, self.nslots + 1, min)
 
     # -- decoding -------------------------------------------------------------------------------
 
-    def _walk(self, chunk: Chunk, last_ts: int, dest: _Pending | None) -> tuple[int, int, int]:
-        """Walk one chunk (into ``dest``'s buffer, or only check it); (status, rows, info)
-        with ``last_ts`` updated in ``self._out[3]``."""
-        n = len(chunk.pybuf)
-        t = self.tables
-        if dest is not None:
-            dest.reserve(n // 8 + n // self.psize + 8)
-            outs = dest.outputs()
-            cap = dest.cap - dest.n
-        else:
-            outs, cap = (None,) * 7, 0
-        out = self._out
-        walk, head, tables = self._lib.walk_pages, self._head, self._tables
+    def _call_walker(
+        self, buf: bytes, hi: int, tables: tuple, last_ts: int, store: tuple | None, out: Any
+    ) -> tuple[int, int, int]:
+        outs, cap = store if store is not None else ((None,) * 7, 0)
+        self._lib.walk_pages(buf, 0, hi, *self._head, *tables, self.nslots, last_ts,
+                             int(store is not None), *outs, cap, out.ctypes.data)  # fmt: skip
+        return int(out[0]), int(out[1]), int(out[2])
+
+    def _walk(self, chunk: Chunk, last_ts: int) -> tuple[int, int, int]:
+        """Check one chunk (nothing stored); (status, rows, info) with ``last_ts`` updated in
+        ``self._out[3]``."""
         while True:
-            walk(chunk.pybuf, 0, n, *head, *tables, self.nslots, last_ts, int(dest is not None),
-                 *outs, cap, self._outp)  # fmt: skip
-            status, rows, info = int(out[0]), int(out[1]), int(out[2])
-            if status == NEED_TYPE:
-                t.prepare(info)
-                continue  # walk the chunk again, now that the id is known
-            return status, rows, info
+            status, rows, info = self._call_walker(
+                chunk.pybuf, len(chunk.pybuf), self._tables, last_ts, None, self._out
+            )
+            if status != NEED_TYPE:
+                return status, rows, info
+            self._prepare(info)  # walk the chunk again, now that the id is known
+
+    def _prepare(self, tid: int) -> None:
+        self.tables.prepare(tid)
+        self._states = self.tables.ttype.copy()  # published whole: workers see old or new
+
+    def _walk_rows(
+        self, buf: bytes, hi: int, tables: tuple, scratch: _Scratch, out: Any
+    ) -> tuple[int, Rows, int]:
+        """Walk ``buf[:hi]`` from no previous time into rows of its own: (status, rows, info)."""
+        scratch.reserve(hi // 8 + hi // self.psize + 8)
+        store = (scratch.ptrs, scratch.cap)
+        status, n, info = self._call_walker(buf, hi, tables, -1, store, out)
+        return status, scratch.rows(n), info
+
+    def _worker_walk(self, task: ChunkTask, on_page: bool, carry: bool) -> _Walked:
+        """In a worker thread: read the chunk, and walk it when it starts on a page (its
+        whole pages only, when pages continue across chunks)."""
+        data = task()
+        if not on_page:
+            return _Walked(data, None)
+        local = self._local
+        if getattr(local, "tmax", None) is None:
+            local.tmax = np.full_like(self.tables.tmax, -1)
+            local.tmax[:, self.nslots + 1 :] = np.iinfo(np.int64).max
+            local.scratch = _Scratch(self.nslots)
+            local.out = np.zeros(4, np.int64)
+            with self._lock:
+                self._extremes.append(local.tmax)
+        states = self._states
+        tables = (ptr(states), *self._fixed, ptr(local.tmax))
+        hi = len(data) - len(data) % self.psize if carry else len(data)
+        status, rows, info = self._walk_rows(data, hi, tables, local.scratch, local.out)
+        if status == NEED_TYPE:
+            return _Walked(data, None)
+        return _Walked(data, rows, status, info)
+
+    def _main_walk(self, buf: bytes, hi: int) -> _Walked:
+        """Walk on the main thread (the ids it meets are prepared here)."""
+        while True:
+            status, rows, info = self._walk_rows(buf, hi, self._tables, self._scratch, self._out)
+            if status != NEED_TYPE:
+                return _Walked(buf, rows, status, info)
+            self._prepare(info)
+
+    def _walked_chunks(self, spec: StreamSpec, pool: ThreadPoolExecutor) -> Iterator[_Walked]:
+        """The stream's chunks walked (ahead, by ``pool``), with TraceDat._cpu_items' carrying
+        of partial pages across compressed chunks."""
+        psize = self.psize
+        tasks = spec.tasks()
+        pending: deque[Future[_Walked]] = deque()
+        rest = b""
+        at = 0  # bytes of the stream before the next task's
+        while True:
+            while len(pending) < _AHEAD:
+                task = next(tasks, None)
+                if task is None:
+                    break
+                size = getattr(task, "size", None)
+                pending.append(pool.submit(self._worker_walk, task, at % psize == 0, spec.carry))
+                at += size or 0
+            if not pending:
+                break
+            walked = pending.popleft().result()
+            if not spec.carry:
+                yield walked if walked.rows is not None else self._main_walk(*_whole(walked.data))
+                continue
+            data = rest + walked.data if rest else walked.data
+            whole = len(data) - len(data) % psize
+            if rest or walked.rows is None:
+                walked = self._main_walk(data, whole)
+            rest = data[whole:]
+            yield walked
+        if rest:
+            yield self._main_walk(rest, len(rest))
 
     def validate(self) -> None:
         """Walk every page of every stream once; raise :class:`Unsupported` at the first page
@@ -868,28 +980,29 @@ class ColumnarTrace:
             for spec in self.streams:
                 last = -1
                 for chunk in _chunks(spec, pool, self.psize):
-                    status, _n, info = self._walk(chunk, last, None)
+                    status, _n, info = self._walk(chunk, last)
                     last = int(self._out[3])
                     if status == DAMAGE:
                         raise Unsupported(f"{spec.source}: damaged page data near offset {info}")
                     if status != OK:
                         raise Unsupported(f"{spec.source}: input the fast path does not reproduce")
 
-    def _decode(self, chunk: Chunk, reader: _StreamReader) -> None:
-        dest = reader.pending
-        at = dest.n
-        status, rows, _info = self._walk(chunk, reader.last_ts, dest)
-        if status == DAMAGE:
-            raise Unsupported(f"{reader.spec.source}: damaged page data")
-        if status != OK:
-            raise Unsupported(f"{reader.spec.source}: input the fast path does not reproduce")
-        reader.last_ts = int(self._out[3])
-        if rows:
-            seg = self._seg
+    def _take(self, walked: _Walked, reader: _StreamReader) -> None:
+        """A walked chunk's rows into the stream's pending rows, in stream order: the checks
+        the walker makes across chunks (time never goes backwards) are made here."""
+        rows = walked.rows
+        assert rows is not None
+        source = reader.spec.source
+        if len(rows) and int(rows.ts[0]) < reader.last_ts:
+            raise Unsupported(f"{source}: input the fast path does not reproduce")
+        if walked.status == DAMAGE:
+            raise Unsupported(f"{source}: damaged page data")
+        if walked.status != OK:
+            raise Unsupported(f"{source}: input the fast path does not reproduce")
+        if len(rows):
+            reader.last_ts = int(rows.ts[-1])
+            reader.pending.add(rows, self._seg, walked.data)
             self._seg += 1
-            dest.cols.seg[at : at + rows] = seg
-            dest.segs[seg] = chunk.pybuf
-            dest.n = at + rows
 
     # -- merged batches -------------------------------------------------------------------------
 
@@ -908,35 +1021,31 @@ class ColumnarTrace:
                     limit = min(r.tail_ts for r in live) if live else None
                     if limit is None:
                         break
-                    ready = sum(
-                        int(np.searchsorted(r.pending.cols.ts[: r.pending.n], limit, "left"))
-                        for r in readers
-                    )
-                    if ready:
+                    if any(r.pending.below(limit) for r in readers):
                         break
                     min(live, key=lambda r: r.tail_ts).grow_one()
                 cuts = [r.pending.below(limit) for r in readers]
-                batch = self._merge(readers, cuts)
-                for r, cut in zip(readers, cuts, strict=True):
-                    r.pending.drop(cut)
-                yield batch
+                yield self._merge(readers, cuts)
 
     def _merge(self, readers: list[_StreamReader], cuts: list[int]) -> Batch:
         segments: dict[int, bytes] = {}
-        pieces = []
+        pieces: list[Rows] = []
+        segs: list[np.ndarray] = []
         bounds = [0]
         streams = []
         for reader, cut in zip(readers, cuts, strict=True):
-            if cut:
-                rows, segs = reader.pending.head(cut)
+            if not cut:
+                continue
+            for rows, seg, buf in reader.pending.take(cut):
                 pieces.append(rows)
-                bounds.append(bounds[-1] + cut)
-                streams.append(np.full(cut, reader.spec.index, np.int32))
-                segments.update(segs)
-        if len(pieces) == 1:
-            cat = Rows(*(getattr(pieces[0], c).copy() for c in _COLUMNS))
+                segs.append(np.full(len(rows), seg, np.int32))
+                segments[seg] = buf
+            bounds.append(bounds[-1] + cut)
+            streams.append(np.full(cut, reader.spec.index, np.int32))
+        cat = Rows(*(np.concatenate([getattr(p, c) for p in pieces]) for c in _COLUMNS[:7]),
+                   np.concatenate(segs))  # fmt: skip
+        if len(streams) == 1:
             return Batch(cat, None, streams[0], segments)
-        cat = Rows(*(np.concatenate([getattr(p, c) for p in pieces]) for c in _COLUMNS))
         runs = np.array(bounds, np.int64)
         order = np.empty(len(cat), np.int64)
         heads = runs[:-1].copy()
@@ -950,6 +1059,25 @@ class ColumnarTrace:
         buf = batch.segments[int(rows.seg[row])]
         rec = int(rows.roff[row])
         return info.decoder.decode(buf, rec, rec + int(rows.rlen[row]))[3]
+
+
+def _whole(data: bytes) -> tuple[bytes, int]:
+    return data, len(data)
+
+
+class _Extremes:
+    """``[tid, slot]``: the largest (or smallest) value over the main thread's and every
+    worker's table of extremes."""
+
+    def __init__(self, tables: list[np.ndarray], first: int, width: int, pick: Callable) -> None:
+        self.tables, self.first, self.width, self.pick = tables, first, width, pick
+
+    def __getitem__(self, key: tuple[int, int]) -> int:
+        tid, slot = key
+        if not 0 <= slot < self.width:
+            raise IndexError(slot)
+        col = self.first + slot
+        return self.pick(int(t[tid, col]) for t in list(self.tables))
 
 
 # ---------------------------------------------------------------------------------------------
