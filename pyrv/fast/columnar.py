@@ -867,6 +867,7 @@ class ColumnarTrace:
         self._extremes = [t.tmax]  # the main thread's, then one per worker thread
         self._lock = threading.Lock()
         self._scratch = _Scratch(self.nslots)
+        self._batch: dict[str, np.ndarray] | None = None
 
     @property
     def tmax(self) -> _Extremes:
@@ -1007,7 +1008,8 @@ class ColumnarTrace:
     # -- merged batches -------------------------------------------------------------------------
 
     def batches(self) -> Iterator[Batch]:
-        """Merged batches of rows, in the reference's item order."""
+        """Merged batches of rows, in the reference's item order (each valid until the next
+        is asked for: their arrays are reused)."""
         with ThreadPoolExecutor(2) as pool:
             readers = [_StreamReader(self, s, pool) for s in self.streams]
             share = max(1, self.batch_rows // max(1, len(readers)))
@@ -1028,29 +1030,47 @@ class ColumnarTrace:
                 yield self._merge(readers, cuts)
 
     def _merge(self, readers: list[_StreamReader], cuts: list[int]) -> Batch:
+        """The next batch, in buffers reused from batch to batch (no fresh memory to fault
+        in for every batch): a batch is valid until the next one is asked for."""
         segments: dict[int, bytes] = {}
         pieces: list[Rows] = []
-        segs: list[np.ndarray] = []
+        seg_ids, seg_lens = [], []
         bounds = [0]
-        streams = []
+        indices = []
         for reader, cut in zip(readers, cuts, strict=True):
             if not cut:
                 continue
             for rows, seg, buf in reader.pending.take(cut):
                 pieces.append(rows)
-                segs.append(np.full(len(rows), seg, np.int32))
+                seg_ids.append(seg)
+                seg_lens.append(len(rows))
                 segments[seg] = buf
             bounds.append(bounds[-1] + cut)
-            streams.append(np.full(cut, reader.spec.index, np.int32))
-        cat = Rows(*(np.concatenate([getattr(p, c) for p in pieces]) for c in _COLUMNS[:7]),
-                   np.concatenate(segs))  # fmt: skip
-        if len(streams) == 1:
-            return Batch(cat, None, streams[0], segments)
+            indices.append(reader.spec.index)
+        total = bounds[-1]
+        out = self._buffers(total)
+        cols = [np.concatenate([getattr(p, c) for p in pieces], out=out[c]) for c in _COLUMNS[:7]]
+        cat = Rows(*cols, np.repeat(np.array(seg_ids, np.int32), seg_lens))
+        stream = np.repeat(np.array(indices, np.int32), np.diff(bounds))
+        if len(indices) == 1:
+            return Batch(cat, None, stream, segments)
         runs = np.array(bounds, np.int64)
-        order = np.empty(len(cat), np.int64)
+        order = out["order"]
         heads = runs[:-1].copy()
         self._lib.merge_heads(ptr(cat.ts), ptr(runs), len(runs) - 1, ptr(heads), ptr(order))
-        return Batch(cat, order, np.concatenate(streams), segments)
+        return Batch(cat, order, stream, segments)
+
+    def _buffers(self, rows: int) -> dict[str, np.ndarray]:
+        """Views of ``rows`` rows of the batch buffers (grown when a batch is bigger)."""
+        bufs = self._batch
+        if bufs is None or len(bufs["ts"]) < rows:
+            cap = max(rows, 2 * len(bufs["ts"]) if bufs else 0, 1024)
+            kinds = (np.int8, np.int64, np.int32, np.int32, np.int64, np.int32, np.int32)
+            bufs = {c: np.empty(cap, k) for c, k in zip(_COLUMNS[:7], kinds, strict=True)}
+            bufs["val"] = np.empty((cap, self.nslots), np.int64)
+            bufs["order"] = np.empty(cap, np.int64)
+            self._batch = bufs
+        return {c: a[:rows] for c, a in bufs.items()}
 
     def decode_record(self, batch: Batch, row: int) -> dict[str, Any]:
         """The reference decoder's fields of the event in row ``row`` of ``batch``."""
