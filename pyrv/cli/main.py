@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pyrv.api import CheckError, CheckOptions, CheckResult, check
 from pyrv.cli import mon as mon_command
 from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
 from pyrv.cli.options import add_definition_option
-from pyrv.models.automaton import ModelError
-from pyrv.monitors.catalogue import build_rv, load_monitor_definition
-from pyrv.monitors.hooks import DefinitionError
-from pyrv.monitors.reactors import RVPanic
-from pyrv.monitors.records import Record
-from pyrv.sources.errors import TraceError
-from pyrv.sources.events import LostEvents
+
+if TYPE_CHECKING:
+    from pyrv.api import CheckResult
+    from pyrv.monitors.records import Record
+    from pyrv.sources.events import LostEvents
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_PANIC = 0, 1, 2, 3
 
@@ -251,7 +249,30 @@ def _params(items: list[str]) -> dict[str, int]:
     return out
 
 
+@contextlib.contextmanager
+def _start_up() -> Iterator[None]:
+    """Imports make many objects and no garbage: the cyclic collector, which would walk them
+    again and again meanwhile, waits until they are done."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    with _start_up():
+        from pyrv.api import CheckError, CheckOptions, check
+        from pyrv.models.automaton import ModelError
+        from pyrv.monitors.hooks import DefinitionError
+        from pyrv.monitors.reactors import RVPanic
+        from pyrv.sources.errors import TraceError
+
+        if args.engine != "reference":  # what check() would import for a binary trace
+            with contextlib.suppress(ImportError):
+                import pyrv.fast.engine  # noqa: F401
     out = _Printer(sys.stdout, args.json)
     traces = args.traces or [str(bundled_trace())]
     violations = 0
@@ -301,6 +322,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     """``rv list`` layout: name in 32 columns, description, [ON]/[OFF]; children indented."""
+    from pyrv.models.automaton import ModelError
+    from pyrv.monitors.catalogue import build_rv, load_monitor_definition
+    from pyrv.monitors.hooks import DefinitionError
+    from pyrv.sources.errors import TraceError
+
     try:
         defs = [load_monitor_definition(d) for d in args.definition]
     except (ModelError, DefinitionError) as exc:
