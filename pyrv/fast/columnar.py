@@ -51,10 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if "numpy" not in sys.modules:  # pyrv uses no BLAS: OpenBLAS's idle threads would spin on
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the cores decompression needs
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 #: walker results
 OK, NEED_TYPE, DAMAGE, UNSUPPORTED = 0, 1, 2, 3
