@@ -38,6 +38,7 @@ def bundled_trace() -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.whole_process = argv is None  # the command line's own run, not a caller's
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
@@ -250,20 +251,23 @@ def _params(items: list[str]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _start_up() -> Iterator[None]:
+def _start_up(whole_process: bool) -> Iterator[None]:
     """Imports make many objects and no garbage: the cyclic collector, which would walk them
-    again and again meanwhile, waits until they are done."""
+    again and again meanwhile, waits until they are done. In a process of its own, what they
+    made lives until exit: it is frozen out of every later collection."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if whole_process:
+            gc.freeze()
         if enabled:
             gc.enable()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    with _start_up():
+    with _start_up(getattr(args, "whole_process", False)):
         from pyrv.api import CheckError, CheckOptions, check
         from pyrv.models.automaton import ModelError
         from pyrv.monitors.hooks import DefinitionError

@@ -309,6 +309,15 @@ void merge_heads(const int64_t *ts, const int64_t *bounds, int64_t runs, int64_t
                  int64_t *out)
 {
     int64_t n = 0;
+    if (runs == 2) {  /* the common case (two CPUs): a plain two-way merge */
+        int64_t a = heads[0], b = heads[1];
+        const int64_t ea = bounds[1], eb = bounds[2];
+        while (a < ea && b < eb) out[n++] = ts[b] < ts[a] ? b++ : a++;
+        while (a < ea) out[n++] = a++;
+        while (b < eb) out[n++] = b++;
+        heads[0] = a; heads[1] = b;
+        return;
+    }
     for (;;) {
         int64_t best = -1, best_ts = 0;
         for (int64_t r = 0; r < runs; r++) {

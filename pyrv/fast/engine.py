@@ -150,7 +150,12 @@ static void reset_task(Run *r, int64_t m, int64_t q, int64_t cpu) {
 /* Merged positions j..n-1 (row order[j], or j without an order). out: status, next
    position, log entries (which name rows). RUN_LOG_FULL: replay the log, call again from the
    returned position (nothing of that row was done). */
-void run_rows(Run *r, int64_t j, int64_t n, int64_t *out) {
+void run_rows(Run *rp, int64_t j, int64_t n, int64_t *out) {
+    /* a private copy of the struct: its fields stay in registers (no store into an array
+       can change them), and so do the two counters */
+    Run R = *rp;
+    Run *const r = &R;
+    int64_t events = r->stats[0], last_ts = r->stats[1];
     int64_t nlog = 0;
     const int64_t M = r->M, N = r->N, C = r->C, K = r->nslots;
     int64_t *log = r->log;
@@ -170,8 +175,8 @@ void run_rows(Run *r, int64_t j, int64_t n, int64_t *out) {
                     goto done;
                 }
             }
-            r->stats[0]++;
-            r->stats[1] = r->ts[i];
+            events++;
+            last_ts = r->ts[i];
         }
         int64_t c = r->stream_cpu[r->stream[i]];
         if (r->kind[i] == ROW_LOST) {
@@ -269,6 +274,7 @@ void run_rows(Run *r, int64_t j, int64_t n, int64_t *out) {
         }
     }
 done:
+    r->stats[0] = events; r->stats[1] = last_ts;
     out[0] = status; out[1] = j; out[2] = nlog;
 }
 """
