@@ -312,7 +312,11 @@ void merge_heads(const int64_t *ts, const int64_t *bounds, int64_t runs, int64_t
     if (runs == 2) {  /* the common case (two CPUs): a plain two-way merge */
         int64_t a = heads[0], b = heads[1];
         const int64_t ea = bounds[1], eb = bounds[2];
-        while (a < ea && b < eb) out[n++] = ts[b] < ts[a] ? b++ : a++;
+        while (a < ea && b < eb) {  /* branch-free: which CPU comes next is not predictable */
+            const int64_t tb = ts[b] < ts[a];
+            out[n++] = tb ? b : a;
+            b += tb; a += 1 - tb;
+        }
         while (a < ea) out[n++] = a++;
         while (b < eb) out[n++] = b++;
         heads[0] = a; heads[1] = b;
@@ -668,6 +672,8 @@ def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[
 # A trace as columns.
 
 _COLUMNS = ("kind", "ts", "tid", "pid", "val", "roff", "rlen", "seg")
+#: the columns a batch joins (the others stay in the pieces: Batch.where)
+_JOINED = _COLUMNS[:5]
 
 
 @dataclass
@@ -695,12 +701,24 @@ class Batch:
     """Rows of every stream (concatenated in stream order) and their merged order.
 
     ``order[j]`` is the row at merged position ``j`` (None: the rows are already in merged
-    order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a chunk's bytes."""
+    order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a chunk's bytes. Where
+    a record lies (``roff``, ``rlen``, ``seg``: needed only to decode the rare record) stays
+    in the walked pieces, ``pieces[k]`` holding the rows from ``starts[k]`` on: the
+    concatenated rows leave those columns empty."""
 
     rows: Rows
     order: np.ndarray | None
     stream: np.ndarray
     segments: dict[int, bytes]
+    pieces: list[tuple[Rows, int]] = field(default_factory=list)  # (rows, segment id)
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+
+    def where(self, row: int) -> tuple[bytes, int, int]:
+        """The bytes, offset and length of the record in row ``row``."""
+        k = int(np.searchsorted(self.starts, row, "right")) - 1
+        rows, seg = self.pieces[k]
+        at = row - int(self.starts[k])
+        return self.segments[seg], int(rows.roff[at]), int(rows.rlen[at])
 
     def merged(self) -> np.ndarray:
         """Row indices in merged order."""
@@ -1039,52 +1057,53 @@ class ColumnarTrace:
         """The next batch, in buffers reused from batch to batch (no fresh memory to fault
         in for every batch): a batch is valid until the next one is asked for."""
         segments: dict[int, bytes] = {}
-        pieces: list[Rows] = []
-        seg_ids, seg_lens = [], []
+        pieces: list[tuple[Rows, int]] = []
+        starts = [0]
         bounds = [0]
         indices = []
         for reader, cut in zip(readers, cuts, strict=True):
             if not cut:
                 continue
             for rows, seg, buf in reader.pending.take(cut):
-                pieces.append(rows)
-                seg_ids.append(seg)
-                seg_lens.append(len(rows))
+                pieces.append((rows, seg))
+                starts.append(starts[-1] + len(rows))
                 segments[seg] = buf
             bounds.append(bounds[-1] + cut)
             indices.append(reader.spec.index)
         total = bounds[-1]
         out = self._buffers(total)
-        cols = [np.concatenate([getattr(p, c) for p in pieces], out=out[c]) for c in _COLUMNS[:7]]
-        cat = Rows(*cols, np.repeat(np.array(seg_ids, np.int32), seg_lens))
-        stream = np.repeat(np.array(indices, np.int32), np.diff(bounds))
+        cols = [np.concatenate([getattr(p, c) for p, _s in pieces], out=out[c]) for c in _JOINED]
+        cat = Rows(*cols, _NOSEG, _NOSEG, _NOSEG)
+        stream = out["stream"]
+        for k, index in enumerate(indices):
+            stream[bounds[k] : bounds[k + 1]] = index
+        where = np.array(starts[:-1], np.int64)
         if len(indices) == 1:
-            return Batch(cat, None, stream, segments)
+            return Batch(cat, None, stream, segments, pieces, where)
         runs = np.array(bounds, np.int64)
         order = out["order"]
         heads = runs[:-1].copy()
         self._lib.merge_heads(ptr(cat.ts), ptr(runs), len(runs) - 1, ptr(heads), ptr(order))
-        return Batch(cat, order, stream, segments)
+        return Batch(cat, order, stream, segments, pieces, where)
 
     def _buffers(self, rows: int) -> dict[str, np.ndarray]:
         """Views of ``rows`` rows of the batch buffers (grown when a batch is bigger)."""
         bufs = self._batch
         if bufs is None or len(bufs["ts"]) < rows:
             cap = max(rows, 2 * len(bufs["ts"]) if bufs else 0, 1024)
-            kinds = (np.int8, np.int64, np.int32, np.int32, np.int64, np.int32, np.int32)
-            bufs = {c: np.empty(cap, k) for c, k in zip(_COLUMNS[:7], kinds, strict=True)}
+            kinds = (np.int8, np.int64, np.int32, np.int32)
+            bufs = {c: np.empty(cap, k) for c, k in zip(_JOINED[:4], kinds, strict=True)}
             bufs["val"] = np.empty((cap, self.nslots), np.int64)
+            bufs["stream"] = np.empty(cap, np.int32)
             bufs["order"] = np.empty(cap, np.int64)
             self._batch = bufs
         return {c: a[:rows] for c, a in bufs.items()}
 
     def decode_record(self, batch: Batch, row: int) -> dict[str, Any]:
         """The reference decoder's fields of the event in row ``row`` of ``batch``."""
-        rows = batch.rows
-        info = self.tables.info[int(rows.tid[row])]
-        buf = batch.segments[int(rows.seg[row])]
-        rec = int(rows.roff[row])
-        return info.decoder.decode(buf, rec, rec + int(rows.rlen[row]))[3]
+        info = self.tables.info[int(batch.rows.tid[row])]
+        buf, rec, size = batch.where(row)
+        return info.decoder.decode(buf, rec, rec + size)[3]
 
 
 def _whole(data: bytes) -> tuple[bytes, int]:
