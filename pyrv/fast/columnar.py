@@ -735,6 +735,7 @@ class _Walked:
     rows: Rows | None
     status: int = OK
     info: int = 0
+    scratch: _Scratch | None = None  # where the rows are (back to the pool once merged)
 
 
 class _Pending:
@@ -742,11 +743,12 @@ class _Pending:
     until they are merged into a batch)."""
 
     def __init__(self) -> None:
-        self.pieces: deque[tuple[Rows, int, bytes]] = deque()  # rows, segment id, its bytes
+        #: rows, segment id, its bytes, the scratch buffer holding the rows
+        self.pieces: deque[tuple[Rows, int, bytes, _Scratch | None]] = deque()
         self.n = 0
 
-    def add(self, rows: Rows, seg: int, buf: bytes) -> None:
-        self.pieces.append((rows, seg, buf))
+    def add(self, rows: Rows, seg: int, buf: bytes, scratch: _Scratch | None) -> None:
+        self.pieces.append((rows, seg, buf, scratch))
         self.n += len(rows)
 
     @property
@@ -758,34 +760,35 @@ class _Pending:
         if limit is None:
             return self.n
         count = 0
-        for rows, _seg, _buf in self.pieces:
+        for rows, _seg, _buf, _scratch in self.pieces:
             if rows.ts[-1] < limit:
                 count += len(rows)
                 continue
             return count + int(np.searchsorted(rows.ts, limit, "left"))
         return count
 
-    def take(self, cut: int) -> list[tuple[Rows, int, bytes]]:
-        """Remove the first ``cut`` rows: (rows, segment id, bytes) pieces (views)."""
+    def take(self, cut: int) -> list[tuple[Rows, int, bytes, _Scratch | None]]:
+        """Remove the first ``cut`` rows: (rows, segment id, bytes, scratch) pieces (views;
+        the scratch only with a piece's last rows: then nothing pending uses it any more)."""
         out = []
         while cut:
-            rows, seg, buf = self.pieces[0]
+            rows, seg, buf, scratch = self.pieces[0]
             if len(rows) <= cut:
                 self.pieces.popleft()
-                out.append((rows, seg, buf))
+                out.append((rows, seg, buf, scratch))
                 cut -= len(rows)
                 self.n -= len(rows)
                 continue
-            out.append((rows.part(0, cut), seg, buf))
-            self.pieces[0] = (rows.part(cut, len(rows)), seg, buf)
+            out.append((rows.part(0, cut), seg, buf, None))
+            self.pieces[0] = (rows.part(cut, len(rows)), seg, buf, scratch)
             self.n -= cut
             cut = 0
         return out
 
 
 class _Scratch:
-    """A worker thread's walker output buffer (reused chunk after chunk; the rows of a chunk
-    are copied out of it at their real size)."""
+    """Walker output columns, from a pool: the rows of one chunk stay in them (no copy) until
+    the batch they went into is done, then the buffer is reused."""
 
     def __init__(self, nslots: int) -> None:
         self.nslots = nslots
@@ -805,9 +808,9 @@ class _Scratch:
             self._grow(max(rows, 2 * self.cap))
 
     def rows(self, n: int) -> Rows:
-        """Copies of the first ``n`` rows (the segment column left for the merge)."""
+        """Views of the first ``n`` rows (the segment column is the piece's)."""
         c = self.cols
-        return Rows(*(a[:n].copy() for a in c[:5]), c[5][:n].copy(), c[6][:n].copy(), _NOSEG)
+        return Rows(*(a[:n] for a in c[:5]), c[5][:n], c[6][:n], _NOSEG)
 
 
 _NOSEG = np.zeros(0, np.int32)
@@ -890,7 +893,8 @@ class ColumnarTrace:
         self._local = threading.local()
         self._extremes = [t.tmax]  # the main thread's, then one per worker thread
         self._lock = threading.Lock()
-        self._scratch = _Scratch(self.nslots)
+        self._free: deque[_Scratch] = deque()  # scratch buffers to reuse (any thread)
+        self._merged: list[_Scratch] = []  # those the current batch's rows are in
         self._batch: dict[str, np.ndarray] | None = None
 
     @property
@@ -928,14 +932,25 @@ class ColumnarTrace:
         self.tables.prepare(tid)
         self._states = self.tables.ttype.copy()  # published whole: workers see old or new
 
-    def _walk_rows(
-        self, buf: bytes, hi: int, tables: tuple, scratch: _Scratch, out: Any
-    ) -> tuple[int, Rows, int]:
-        """Walk ``buf[:hi]`` from no previous time into rows of its own: (status, rows, info)."""
+    def _walk_rows(self, buf: bytes, hi: int, tables: tuple, out: Any) -> _Walked:
+        """Walk ``buf[:hi]`` from no previous time into a scratch buffer of the pool."""
+        try:
+            scratch = self._free.pop()
+        except IndexError:
+            scratch = _Scratch(self.nslots)
         scratch.reserve(hi // 8 + hi // self.psize + 8)
         store = (scratch.ptrs, scratch.cap)
         status, n, info = self._call_walker(buf, hi, tables, -1, store, out)
-        return status, scratch.rows(n), info
+        if status == NEED_TYPE:
+            self._free.append(scratch)
+            return _Walked(buf, None, status, info)
+        return _Walked(buf, scratch.rows(n), status, info, scratch)
+
+    def _drop(self, walked: _Walked) -> None:
+        """A walk not used: its scratch buffer back to the pool."""
+        if walked.scratch is not None:
+            self._free.append(walked.scratch)
+            walked.scratch = None
 
     def _worker_walk(self, task: ChunkTask, on_page: bool, carry: bool) -> _Walked:
         """In a worker thread: read the chunk, and walk it when it starts on a page (its
@@ -947,25 +962,23 @@ class ColumnarTrace:
         if getattr(local, "tmax", None) is None:
             local.tmax = np.full_like(self.tables.tmax, -1)
             local.tmax[:, self.nslots + 1 :] = np.iinfo(np.int64).max
-            local.scratch = _Scratch(self.nslots)
             local.out = np.zeros(4, np.int64)
             with self._lock:
                 self._extremes.append(local.tmax)
         states = self._states
         tables = (ptr(states), *self._fixed, ptr(local.tmax))
         hi = len(data) - len(data) % self.psize if carry else len(data)
-        status, rows, info = self._walk_rows(data, hi, tables, local.scratch, local.out)
-        if status == NEED_TYPE:
-            return _Walked(data, None)
-        return _Walked(data, rows, status, info)
+        walked = self._walk_rows(data, hi, tables, local.out)
+        walked.data = data
+        return walked
 
     def _main_walk(self, buf: bytes, hi: int) -> _Walked:
         """Walk on the main thread (the ids it meets are prepared here)."""
         while True:
-            status, rows, info = self._walk_rows(buf, hi, self._tables, self._scratch, self._out)
-            if status != NEED_TYPE:
-                return _Walked(buf, rows, status, info)
-            self._prepare(info)
+            walked = self._walk_rows(buf, hi, self._tables, self._out)
+            if walked.status != NEED_TYPE:
+                return walked
+            self._prepare(walked.info)
 
     def _walked_chunks(self, spec: StreamSpec, pool: ThreadPoolExecutor) -> Iterator[_Walked]:
         """The stream's chunks walked (ahead, by ``pool``), with TraceDat._cpu_items' carrying
@@ -992,6 +1005,7 @@ class ColumnarTrace:
             data = rest + walked.data if rest else walked.data
             whole = len(data) - len(data) % psize
             if rest or walked.rows is None:
+                self._drop(walked)
                 walked = self._main_walk(data, whole)
             rest = data[whole:]
             yield walked
@@ -1026,8 +1040,10 @@ class ColumnarTrace:
             raise Unsupported(f"{source}: input the fast path does not reproduce")
         if len(rows):
             reader.last_ts = int(rows.ts[-1])
-            reader.pending.add(rows, self._seg, walked.data)
+            reader.pending.add(rows, self._seg, walked.data, walked.scratch)
             self._seg += 1
+        else:
+            self._drop(walked)
 
     # -- merged batches -------------------------------------------------------------------------
 
@@ -1056,6 +1072,8 @@ class ColumnarTrace:
     def _merge(self, readers: list[_StreamReader], cuts: list[int]) -> Batch:
         """The next batch, in buffers reused from batch to batch (no fresh memory to fault
         in for every batch): a batch is valid until the next one is asked for."""
+        self._free.extend(self._merged)  # the previous batch is done with them
+        self._merged = []
         segments: dict[int, bytes] = {}
         pieces: list[tuple[Rows, int]] = []
         starts = [0]
@@ -1064,7 +1082,9 @@ class ColumnarTrace:
         for reader, cut in zip(readers, cuts, strict=True):
             if not cut:
                 continue
-            for rows, seg, buf in reader.pending.take(cut):
+            for rows, seg, buf, scratch in reader.pending.take(cut):
+                if scratch is not None:
+                    self._merged.append(scratch)
                 pieces.append((rows, seg))
                 starts.append(starts[-1] + len(rows))
                 segments[seg] = buf
