@@ -65,8 +65,9 @@ N_TYPES = 1 << 16
 MAX_LOCS = 8
 #: timestamps are kept in int64: anything from here up is left to the reference
 TS_LIMIT = 1 << 62
-#: rows per merged batch (memory is bounded by about this many rows)
-BATCH_ROWS = 1 << 18
+#: rows per merged batch (memory is bounded by about this many rows; small enough that a
+#: batch is still in the cache when the transition loop reads what the merge wrote)
+BATCH_ROWS = 1 << 15
 #: pages per chunk, as the reference reads them (TraceDat and iter_cpu_pages: 256)
 CHUNK_PAGES = 256
 

@@ -614,6 +614,7 @@ class _Conditions:
         self.luts: dict[tuple[int, int], np.ndarray] = {}
         #: the conditions evaluated here per batch (the others: tables in the C loop)
         self.general = set(plan.conds)
+        self._zeros = np.zeros(0, np.int64)
 
     def evaluate(self, tid: int, hook: Hook, names: list[str], values: tuple[int, ...]) -> bool:
         key = (tid, self.plan.cond_bit[id(hook)])
@@ -634,9 +635,12 @@ class _Conditions:
 
     def bits(self, batch: Batch) -> np.ndarray:
         rows = batch.rows
-        out = np.zeros(len(rows), np.int64)
+        if len(self._zeros) < len(rows):  # one buffer for every batch (no fresh memory each)
+            self._zeros = np.zeros(max(len(rows), 2 * len(self._zeros)), np.int64)
+        out = self._zeros[: len(rows)]
         if not self.general:
-            return out
+            return out  # all zero: never written
+        out[:] = 0
         tids = rows.tid
         wheres: dict[int, np.ndarray] = {}
         for (tid, cb), (hook, cslots, names) in self.plan.conds.items():
