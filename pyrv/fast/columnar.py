@@ -598,14 +598,23 @@ class _SizedTask:
         return self.fn(*self.args)
 
 
+#: bytes read at once where the headers of compressed chunks are (a read of its own for every
+#: header would give the GIL away, and wait for it, twice per chunk)
+_HEADER_WINDOW = 1 << 20
+
+
 def _compressed_tasks(
     f: _File, offset: int, decompress: Callable[[bytes, int], bytes], order: str
 ) -> Callable[[], Iterator[ChunkTask]]:
     """v7 compressed CPU data: ``u32 count`` then ``{u32 csize, u32 size, data}`` chunks."""
     endian = "little" if order == "<" else "big"
+    window = [0, b""]  # chunk headers are read from windows of the file, not one read each
 
     def u32(at: int) -> int:
-        raw = f.read(at, 4)
+        start, data = window
+        if not start <= at <= start + len(data) - 4:
+            window[:] = start, data = at, f.read(at, _HEADER_WINDOW)
+        raw = data[at - start : at - start + 4]
         if len(raw) < 4:
             raise Unsupported("compressed data truncated")
         return int.from_bytes(raw, endian)
