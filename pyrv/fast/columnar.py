@@ -304,33 +304,35 @@ done:
     out[0] = status; out[1] = n; out[2] = info; out[3] = last_ts;
 }
 
-/* Positions of the rows of runs ts[bounds[r]:bounds[r+1]] in merged order: always the
-   smallest head first, ties to the lower run (heapq.merge over (ts, run, seq)). */
-void merge_heads(const int64_t *ts, const int64_t *bounds, int64_t runs, int64_t *heads,
-                 int64_t *out)
+/* The rows of R runs (run r: pieces rb[r]..rb[r+1]-1, each a slice of walked columns: kind,
+   ts, tid, pid, val addresses and a row count in pc[6 p..6 p+5]) copied out in merged order:
+   always the smallest head timestamp first, ties to the lower run (heapq.merge over
+   (ts, run, seq)). Per output row also its run's stream, its piece and its row there. */
+void merge_rows(const int64_t *pc, const int64_t *rb, const int32_t *run_stream, int64_t R,
+                int64_t K, int64_t *cur, int8_t *o_kind, int64_t *o_ts, int32_t *o_tid,
+                int32_t *o_pid, int64_t *o_val, int32_t *o_stream, int32_t *o_src, int32_t *o_loc)
 {
+    int64_t *piece = cur, *row = cur + R;  /* each run's current piece and row in it */
     int64_t n = 0;
-    if (runs == 2) {  /* the common case (two CPUs): a plain two-way merge */
-        int64_t a = heads[0], b = heads[1];
-        const int64_t ea = bounds[1], eb = bounds[2];
-        while (a < ea && b < eb) {  /* branch-free: which CPU comes next is not predictable */
-            const int64_t tb = ts[b] < ts[a];
-            out[n++] = tb ? b : a;
-            b += tb; a += 1 - tb;
-        }
-        while (a < ea) out[n++] = a++;
-        while (b < eb) out[n++] = b++;
-        heads[0] = a; heads[1] = b;
-        return;
-    }
+    for (int64_t r = 0; r < R; r++) { piece[r] = rb[r]; row[r] = 0; }
     for (;;) {
         int64_t best = -1, best_ts = 0;
-        for (int64_t r = 0; r < runs; r++) {
-            int64_t h = heads[r];
-            if (h < bounds[r + 1] && (best < 0 || ts[h] < best_ts)) { best = r; best_ts = ts[h]; }
+        for (int64_t r = 0; r < R; r++) {
+            int64_t q = piece[r];
+            if (q >= rb[r + 1]) continue;
+            const int64_t t = ((const int64_t *)pc[6 * q + 1])[row[r]];
+            if (best < 0 || t < best_ts) { best = r; best_ts = t; }
         }
         if (best < 0) return;
-        out[n++] = heads[best]++;
+        const int64_t q = piece[best], l = row[best], *c = pc + 6 * q;
+        o_kind[n] = ((const int8_t *)c[0])[l];
+        o_ts[n] = best_ts;
+        o_tid[n] = ((const int32_t *)c[2])[l];
+        o_pid[n] = ((const int32_t *)c[3])[l];
+        memcpy(o_val + n * K, (const int64_t *)c[4] + l * K, 8 * K);
+        o_stream[n] = run_stream[best]; o_src[n] = (int32_t)q; o_loc[n] = (int32_t)l;
+        n++;
+        if (++row[best] >= c[5]) { piece[best]++; row[best] = 0; }
     }
 }
 """
@@ -346,8 +348,8 @@ def native() -> ctypes.CDLL:
         lib.walk_pages.restype = None
         lib.walk_pages.argtypes = [PTR, I64, I64, *[PTR] * 8, I64, I64, I64, *[PTR] * 7]
         lib.walk_pages.argtypes += [I64, PTR]
-        lib.merge_heads.restype = None
-        lib.merge_heads.argtypes = [PTR, PTR, I64, PTR, PTR]
+        lib.merge_rows.restype = None
+        lib.merge_rows.argtypes = [PTR, PTR, PTR, I64, I64, *[PTR] * 9]
         _lib = lib
     return _lib
 
@@ -684,6 +686,7 @@ def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[
 _COLUMNS = ("kind", "ts", "tid", "pid", "val", "roff", "rlen", "seg")
 #: the columns a batch joins (the others stay in the pieces: Batch.where)
 _JOINED = _COLUMNS[:5]
+_NOSEG = np.zeros(0, np.int32)
 
 
 @dataclass
@@ -708,27 +711,27 @@ class Rows:
 
 @dataclass
 class Batch:
-    """Rows of every stream (concatenated in stream order) and their merged order.
+    """Rows of every stream in merged order.
 
-    ``order[j]`` is the row at merged position ``j`` (None: the rows are already in merged
-    order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a chunk's bytes. Where
-    a record lies (``roff``, ``rlen``, ``seg``: needed only to decode the rare record) stays
-    in the walked pieces, ``pieces[k]`` holding the rows from ``starts[k]`` on: the
-    concatenated rows leave those columns empty."""
+    ``order`` is None (the rows are in merged order; kept for the engine, which also takes
+    rows in another order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a
+    chunk's bytes. Where a record lies (``roff``, ``rlen``, ``seg``: needed only to decode
+    the rare record) stays in the walked pieces: row ``r`` is row ``loc[r]`` of piece
+    ``src[r]`` (the merged rows leave those columns empty)."""
 
     rows: Rows
     order: np.ndarray | None
     stream: np.ndarray
     segments: dict[int, bytes]
-    pieces: list[tuple[Rows, int]] = field(default_factory=list)  # (rows, segment id)
-    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    pieces: list[tuple[_Scratch, int, int]] = field(default_factory=list)  # scratch, lo, seg
+    src: np.ndarray = field(default_factory=lambda: _NOSEG)
+    loc: np.ndarray = field(default_factory=lambda: _NOSEG)
 
     def where(self, row: int) -> tuple[bytes, int, int]:
         """The bytes, offset and length of the record in row ``row``."""
-        k = int(np.searchsorted(self.starts, row, "right")) - 1
-        rows, seg = self.pieces[k]
-        at = row - int(self.starts[k])
-        return self.segments[seg], int(rows.roff[at]), int(rows.rlen[at])
+        scratch, lo, seg = self.pieces[int(self.src[row])]
+        at = lo + int(self.loc[row])
+        return self.segments[seg], int(scratch.cols[5][at]), int(scratch.cols[6][at])
 
     def merged(self) -> np.ndarray:
         """Row indices in merged order."""
@@ -749,48 +752,50 @@ class _Walked:
 
 
 class _Pending:
-    """One stream's decoded rows not yet emitted: a queue of walked chunks (never copied
-    until they are merged into a batch)."""
+    """One stream's decoded rows not yet emitted: a queue of walked chunks, each rows
+    ``lo:hi`` of a scratch buffer (never copied until they are merged into a batch)."""
 
     def __init__(self) -> None:
-        #: rows, segment id, its bytes, the scratch buffer holding the rows
-        self.pieces: deque[tuple[Rows, int, bytes, _Scratch | None]] = deque()
+        #: scratch buffer, first and end row, segment id, the chunk's bytes
+        self.pieces: deque[tuple[_Scratch, int, int, int, bytes]] = deque()
         self.n = 0
 
-    def add(self, rows: Rows, seg: int, buf: bytes, scratch: _Scratch | None) -> None:
-        self.pieces.append((rows, seg, buf, scratch))
-        self.n += len(rows)
+    def add(self, scratch: _Scratch, rows: int, seg: int, buf: bytes) -> None:
+        self.pieces.append((scratch, 0, rows, seg, buf))
+        self.n += rows
 
     @property
     def tail_ts(self) -> int:
-        return int(self.pieces[-1][0].ts[-1])
+        scratch, _lo, hi, _seg, _buf = self.pieces[-1]
+        return int(scratch.cols[1][hi - 1])
 
     def below(self, limit: int | None) -> int:
         """How many pending rows come before ``limit`` (all: None)."""
         if limit is None:
             return self.n
         count = 0
-        for rows, _seg, _buf, _scratch in self.pieces:
-            if rows.ts[-1] < limit:
-                count += len(rows)
+        for scratch, lo, hi, _seg, _buf in self.pieces:
+            ts = scratch.cols[1]
+            if ts[hi - 1] < limit:
+                count += hi - lo
                 continue
-            return count + int(np.searchsorted(rows.ts, limit, "left"))
+            return count + int(np.searchsorted(ts[lo:hi], limit, "left"))
         return count
 
-    def take(self, cut: int) -> list[tuple[Rows, int, bytes, _Scratch | None]]:
-        """Remove the first ``cut`` rows: (rows, segment id, bytes, scratch) pieces (views;
-        the scratch only with a piece's last rows: then nothing pending uses it any more)."""
+    def take(self, cut: int) -> list[tuple[_Scratch, int, int, int, bytes, bool]]:
+        """Remove the first ``cut`` rows: (scratch, lo, hi, segment id, bytes, last) pieces,
+        ``last`` when nothing pending uses the scratch buffer any more."""
         out = []
         while cut:
-            rows, seg, buf, scratch = self.pieces[0]
-            if len(rows) <= cut:
+            scratch, lo, hi, seg, buf = self.pieces[0]
+            if hi - lo <= cut:
                 self.pieces.popleft()
-                out.append((rows, seg, buf, scratch))
-                cut -= len(rows)
-                self.n -= len(rows)
+                out.append((scratch, lo, hi, seg, buf, True))
+                cut -= hi - lo
+                self.n -= hi - lo
                 continue
-            out.append((rows.part(0, cut), seg, buf, None))
-            self.pieces[0] = (rows.part(cut, len(rows)), seg, buf, scratch)
+            out.append((scratch, lo, lo + cut, seg, buf, False))
+            self.pieces[0] = (scratch, lo + cut, hi, seg, buf)
             self.n -= cut
             cut = 0
         return out
@@ -821,9 +826,6 @@ class _Scratch:
         """Views of the first ``n`` rows (the segment column is the piece's)."""
         c = self.cols
         return Rows(*(a[:n] for a in c[:5]), c[5][:n], c[6][:n], _NOSEG)
-
-
-_NOSEG = np.zeros(0, np.int32)
 
 
 class _StreamReader:
@@ -1049,8 +1051,9 @@ class ColumnarTrace:
         if walked.status != OK:
             raise Unsupported(f"{source}: input the fast path does not reproduce")
         if len(rows):
+            assert walked.scratch is not None
             reader.last_ts = int(rows.ts[-1])
-            reader.pending.add(rows, self._seg, walked.data, walked.scratch)
+            reader.pending.add(walked.scratch, len(rows), self._seg, walked.data)
             self._seg += 1
         else:
             self._drop(walked)
@@ -1080,41 +1083,40 @@ class ColumnarTrace:
                 yield self._merge(readers, cuts)
 
     def _merge(self, readers: list[_StreamReader], cuts: list[int]) -> Batch:
-        """The next batch, in buffers reused from batch to batch (no fresh memory to fault
-        in for every batch): a batch is valid until the next one is asked for."""
+        """The next batch: the pending rows before the cuts copied out in merged order, into
+        buffers reused from batch to batch (a batch is valid until the next is asked for)."""
         self._free.extend(self._merged)  # the previous batch is done with them
         self._merged = []
         segments: dict[int, bytes] = {}
-        pieces: list[tuple[Rows, int]] = []
-        starts = [0]
+        pieces: list[tuple[_Scratch, int, int]] = []
+        addresses: list[int] = []
         bounds = [0]
         indices = []
+        k = self.nslots
         for reader, cut in zip(readers, cuts, strict=True):
             if not cut:
                 continue
-            for rows, seg, buf, scratch in reader.pending.take(cut):
-                if scratch is not None:
+            for scratch, lo, hi, seg, buf, last in reader.pending.take(cut):
+                if last:
                     self._merged.append(scratch)
-                pieces.append((rows, seg))
-                starts.append(starts[-1] + len(rows))
+                pieces.append((scratch, lo, seg))
+                kind, ts, tid, pid, val = scratch.ptrs[:5]
+                addresses += (kind + lo, ts + 8 * lo, tid + 4 * lo, pid + 4 * lo,
+                              val + 8 * k * lo, hi - lo)  # fmt: skip
                 segments[seg] = buf
-            bounds.append(bounds[-1] + cut)
+            bounds.append(len(pieces))
             indices.append(reader.spec.index)
-        total = bounds[-1]
+        total = sum(cuts)
         out = self._buffers(total)
-        cols = [np.concatenate([getattr(p, c) for p, _s in pieces], out=out[c]) for c in _JOINED]
-        cat = Rows(*cols, _NOSEG, _NOSEG, _NOSEG)
-        stream = out["stream"]
-        for k, index in enumerate(indices):
-            stream[bounds[k] : bounds[k + 1]] = index
-        where = np.array(starts[:-1], np.int64)
-        if len(indices) == 1:
-            return Batch(cat, None, stream, segments, pieces, where)
-        runs = np.array(bounds, np.int64)
-        order = out["order"]
-        heads = runs[:-1].copy()
-        self._lib.merge_heads(ptr(cat.ts), ptr(runs), len(runs) - 1, ptr(heads), ptr(order))
-        return Batch(cat, order, stream, segments, pieces, where)
+        pc = np.array(addresses, np.int64)
+        rb = np.array(bounds, np.int64)
+        runs = np.array(indices, np.int32)
+        cur = np.empty(2 * len(indices), np.int64)
+        cols = [out[c] for c in ("kind", "ts", "tid", "pid", "val", "stream", "src", "loc")]
+        self._lib.merge_rows(ptr(pc), ptr(rb), ptr(runs), len(indices), k, ptr(cur),
+                             *(ptr(c) for c in cols))  # fmt: skip
+        rows = Rows(*cols[:5], _NOSEG, _NOSEG, _NOSEG)
+        return Batch(rows, None, cols[5], segments, pieces, cols[6], cols[7])
 
     def _buffers(self, rows: int) -> dict[str, np.ndarray]:
         """Views of ``rows`` rows of the batch buffers (grown when a batch is bigger)."""
@@ -1124,8 +1126,8 @@ class ColumnarTrace:
             kinds = (np.int8, np.int64, np.int32, np.int32)
             bufs = {c: np.empty(cap, k) for c, k in zip(_JOINED[:4], kinds, strict=True)}
             bufs["val"] = np.empty((cap, self.nslots), np.int64)
-            bufs["stream"] = np.empty(cap, np.int32)
-            bufs["order"] = np.empty(cap, np.int64)
+            for c in ("stream", "src", "loc"):
+                bufs[c] = np.empty(cap, np.int32)
             self._batch = bufs
         return {c: a[:rows] for c, a in bufs.items()}
 
