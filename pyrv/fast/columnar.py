@@ -34,9 +34,7 @@ the system's C compiler and loaded with ctypes (:func:`build_native`).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
 import shutil
 import stat
 import subprocess
@@ -52,6 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:  # BLAKE2 without hashlib, whose OpenSSL binding takes longer to load than a run's key
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - another Python
+    from hashlib import blake2b as _blake2b
 
 #: walker results
 OK, NEED_TYPE, DAMAGE, UNSUPPORTED = 0, 1, 2, 3
@@ -100,9 +103,8 @@ def build_native(name: str, source: str) -> ctypes.CDLL:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise Unsupported("no C compiler (cc) to build the fast path's native code")
-    key = hashlib.sha256(
-        "\0".join([source, cc, *_CFLAGS, sys.platform, platform.machine()]).encode()
-    ).hexdigest()[:16]
+    text = "\0".join([source, cc, *_CFLAGS, sys.platform, os.uname().machine])
+    key = _blake2b(text.encode(), digest_size=8).hexdigest()
     target = _cache_dir() / f"{name}-{key}.so"
     if not target.exists():
         try:
