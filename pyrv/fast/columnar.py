@@ -319,19 +319,27 @@ void merge_rows(const int64_t *pc, const int64_t *rb, const int32_t *run_stream,
     for (int64_t r = 0; r < R; r++) { piece[r] = rb[r]; row[r] = 0; }
     for (;;) {
         int64_t best = -1, best_ts = 0;
-        for (int64_t r = 0; r < R; r++) {
-            int64_t q = piece[r];
-            if (q >= rb[r + 1]) continue;
-            const int64_t t = ((const int64_t *)pc[6 * q + 1])[row[r]];
-            if (best < 0 || t < best_ts) { best = r; best_ts = t; }
+        if (R == 2 && piece[0] < rb[1] && piece[1] < rb[2]) {  /* two CPUs: no loop */
+            const int64_t t0 = ((const int64_t *)pc[6 * piece[0] + 1])[row[0]];
+            const int64_t t1 = ((const int64_t *)pc[6 * piece[1] + 1])[row[1]];
+            best = t1 < t0;
+            best_ts = best ? t1 : t0;
+        } else {
+            for (int64_t r = 0; r < R; r++) {
+                int64_t q = piece[r];
+                if (q >= rb[r + 1]) continue;
+                const int64_t t = ((const int64_t *)pc[6 * q + 1])[row[r]];
+                if (best < 0 || t < best_ts) { best = r; best_ts = t; }
+            }
+            if (best < 0) return;
         }
-        if (best < 0) return;
         const int64_t q = piece[best], l = row[best], *c = pc + 6 * q;
         o_kind[n] = ((const int8_t *)c[0])[l];
         o_ts[n] = best_ts;
         o_tid[n] = ((const int32_t *)c[2])[l];
         o_pid[n] = ((const int32_t *)c[3])[l];
-        memcpy(o_val + n * K, (const int64_t *)c[4] + l * K, 8 * K);
+        const int64_t *v = (const int64_t *)c[4] + l * K;
+        for (int64_t k = 0; k < K; k++) o_val[n * K + k] = v[k];  /* a few slots: no memcpy call */
         o_stream[n] = run_stream[best]; o_src[n] = (int32_t)q; o_loc[n] = (int32_t)l;
         n++;
         if (++row[best] >= c[5]) { piece[best]++; row[best] = 0; }
