@@ -14,12 +14,12 @@ pages are synthesized instead with this kernel's format files (or the recorded o
 Measured (wall clock, best of ``--repeat`` for each; every run a fresh process, as a user
 runs it, start-up included):
 
-- ``python3 -m pyrv check -m wwnr FILE`` (the columnar fast path: ``--engine auto``), its
-  output read through a pipe, on the v7 zstd file and on the same pages as an uncompressed
-  v6 file (``pyrv record``'s default), with the native code already built (the first run,
-  which may build it, is reported separately); once with Python's bytecode cache (the
-  default, and what an installed package has) and once in this environment as it is
-  (``PYTHONDONTWRITEBYTECODE``, if set, makes every start compile pyrv's modules again);
+- ``python3 -m pyrv check -m wwnr FILE > OUT`` (the columnar fast path: ``--engine auto``),
+  on the v7 zstd file and on the same pages as an uncompressed v6 file (``pyrv record``'s
+  default), with the native code already built (the first run, which may build it, is
+  reported separately); once with Python's bytecode cache (the default, and what an
+  installed package has) and once in this environment as it is (``PYTHONDONTWRITEBYTECODE``,
+  if set, makes every start compile pyrv's modules again);
 - the same with ``--engine reference`` (the per-event engine) on a 200 k-event slice of the
   same recording (it would take minutes on the whole file), as events/s;
 - Debian's ``trace-cmd report FILE > /dev/null`` on the same files.
@@ -376,23 +376,27 @@ def child_env(bytecode: bool) -> dict[str, str]:
 
 
 def run_pyrv(path: str, env: dict[str, str], engine: str = "auto") -> dict:
-    """One ``python3 -m pyrv check -m wwnr FILE`` in a fresh process, as a user runs it
-    (output read through a pipe); wall time of the whole process."""
+    """One ``python3 -m pyrv check -m wwnr FILE > OUT`` in a fresh process, as a user runs
+    it (the output to a file, read afterwards: no reader competes for the CPUs while it
+    runs); wall time of the whole process."""
     argv = [sys.executable, "-m", "pyrv", "check", "-m", "wwnr", path]
     if engine != "auto":
         argv += ["--engine", engine]
-    t0 = time.perf_counter()
-    out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env)
-    wall = time.perf_counter() - t0
-    summary, mon = _SUMMARY.search(out.stdout), _MONITOR.search(out.stdout)
-    if out.returncode not in (0, 1) or summary is None or mon is None:
-        sys.exit(f"pyrv check failed ({out.returncode}): {out.stderr.strip()}")
+    out_path = CACHE / "pyrv-check.out"
+    with open(out_path, "w") as out:
+        t0 = time.perf_counter()
+        res = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        wall = time.perf_counter() - t0
+    text = out_path.read_text()
+    summary, mon = _SUMMARY.search(text), _MONITOR.search(text)
+    if res.returncode not in (0, 1) or summary is None or mon is None:
+        sys.exit(f"pyrv check failed ({res.returncode}): {res.stderr.strip()}")
     return {
         "wall": wall,
         "events": int(summary.group(1)),
         "gaps": int(summary.group(2)),
         "violations": int(mon.group(1)),
-        "lines": out.stdout.count("\n"),
+        "lines": text.count("\n"),
     }
 
 
