@@ -1143,9 +1143,13 @@ class ColumnarTrace:
 
     def decode_record(self, batch: Batch, row: int) -> dict[str, Any]:
         """The reference decoder's fields of the event in row ``row`` of ``batch``."""
+        return self.record_at(batch, row)()
+
+    def record_at(self, batch: Batch, row: int) -> Callable[[], dict[str, Any]]:
+        """:meth:`decode_record` for later (valid after the batch: it holds the bytes)."""
         info = self.tables.info[int(batch.rows.tid[row])]
         buf, rec, size = batch.where(row)
-        return info.decoder.decode(buf, rec, rec + size)[3]
+        return lambda: info.decoder.decode(buf, rec, rec + size)[3]
 
 
 def _whole(data: bytes) -> tuple[bytes, int]:

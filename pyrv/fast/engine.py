@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -738,7 +738,8 @@ class FastRun:
         self.has_running = np.zeros(self.C, np.uint8)
         self.last_sw_ts = np.zeros(self.C, np.int64)
         self.last_sw_pos = np.full(self.C, -2, np.int64)
-        self.carried_switch: dict[int, dict[str, Any]] = {}
+        #: per CPU, the last sched_switch of the batches before (decoded only when needed)
+        self.carried_switch: dict[int, Callable[[], dict[str, Any]]] = {}
         self.mark = np.zeros(M, np.uint8)
         self.stream_cpu = np.array(cpus or [0], np.int64)
         self.conditions = _Conditions(plan, self.trace.layout.byteorder)
@@ -977,10 +978,11 @@ class FastRun:
                     "is running: a sched_switch was lost"
                 )
                 if dup:
+                    carried = self.carried_switch.get(cpu)
                     last = (
                         self.trace.decode_record(batch, lpos)
                         if lpos >= 0
-                        else self.carried_switch.get(cpu)
+                        else (carried() if carried is not None else None)
                     )
                     if last is not None and last == self.trace.decode_record(batch, pos):
                         reason = (
@@ -1054,7 +1056,7 @@ class FastRun:
         for c in range(self.C):
             pos = int(self.last_sw_pos[c])
             if pos >= 0:
-                self.carried_switch[c] = self.trace.decode_record(batch, pos)
+                self.carried_switch[c] = self.trace.record_at(batch, pos)
                 self.last_sw_pos[c] = -1
         if comm_index is not None:
             comm_index.carry()
