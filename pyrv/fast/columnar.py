@@ -37,16 +37,15 @@ import ctypes
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
@@ -113,6 +112,8 @@ def build_native(name: str, source: str) -> ctypes.CDLL:
                 src = Path(tmp) / f"{name}.c"
                 src.write_text(source)
                 out = Path(tmp) / f"{name}.so"
+                import subprocess  # only to build: not on every run's start-up
+
                 res = subprocess.run(
                     [cc, *_CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True
                 )
@@ -662,11 +663,70 @@ def _compressed_tasks(
 _AHEAD = 16
 
 
-def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[Chunk]:
+class _Task:
+    """A call run by a :class:`_Pool` thread; :meth:`result` waits for it."""
+
+    __slots__ = ("args", "error", "fn", "lock", "value")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn, self.args, self.value, self.error = fn, args, None, None
+        self.lock = threading.Lock()
+        self.lock.acquire()  # released when done
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self.error = exc
+        self.lock.release()
+
+    def result(self) -> Any:
+        with self.lock:
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Pool:
+    """Worker threads running calls in the order they were submitted: what
+    ThreadPoolExecutor does here, with less per call (and without importing it and logging
+    at every start). Leaving the ``with`` block stops the threads; calls not started are
+    dropped (nobody waits for them any more)."""
+
+    def __init__(self, workers: int) -> None:
+        self.queue: SimpleQueue[_Task | None] = SimpleQueue()
+        self.closed = False
+        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (task := self.queue.get()) is not None:
+            if not self.closed:
+                task.run()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Task:
+        task = _Task(fn, args)
+        self.queue.put(task)
+        return task
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+        for _ in self.threads:
+            self.queue.put(None)
+        for t in self.threads:
+            t.join()
+
+
+def _chunks(spec: StreamSpec, pool: _Pool, psize: int) -> Iterator[Chunk]:
     """The stream's chunks, produced ahead by ``pool``, with TraceDat._cpu_items' carrying of
     partial pages across compressed chunks."""
     tasks = spec.tasks()
-    pending: deque[Future[bytes]] = deque()
+    pending: deque[_Task] = deque()
     rest = b""
     while True:
         while len(pending) < _AHEAD:
@@ -841,7 +901,7 @@ class _Scratch:
 class _StreamReader:
     """One stream's walked chunks, in order, into its pending rows."""
 
-    def __init__(self, trace: ColumnarTrace, spec: StreamSpec, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, trace: ColumnarTrace, spec: StreamSpec, pool: _Pool) -> None:
         self.trace = trace
         self.spec = spec
         self.chunks = trace._walked_chunks(spec, pool)
@@ -1002,12 +1062,12 @@ class ColumnarTrace:
                 return walked
             self._prepare(walked.info)
 
-    def _walked_chunks(self, spec: StreamSpec, pool: ThreadPoolExecutor) -> Iterator[_Walked]:
+    def _walked_chunks(self, spec: StreamSpec, pool: _Pool) -> Iterator[_Walked]:
         """The stream's chunks walked (ahead, by ``pool``), with TraceDat._cpu_items' carrying
         of partial pages across compressed chunks."""
         psize = self.psize
         tasks = spec.tasks()
-        pending: deque[Future[_Walked]] = deque()
+        pending: deque[_Task] = deque()
         rest = b""
         at = 0  # bytes of the stream before the next task's
         while True:
@@ -1037,7 +1097,7 @@ class ColumnarTrace:
     def validate(self) -> None:
         """Walk every page of every stream once; raise :class:`Unsupported` at the first page
         the reference would reject or that the fast path would not reproduce."""
-        with ThreadPoolExecutor(2) as pool:
+        with _Pool(2) as pool:
             for spec in self.streams:
                 last = -1
                 for chunk in _chunks(spec, pool, self.psize):
@@ -1073,7 +1133,7 @@ class ColumnarTrace:
     def batches(self) -> Iterator[Batch]:
         """Merged batches of rows, in the reference's item order (each valid until the next
         is asked for: their arrays are reused)."""
-        with ThreadPoolExecutor(2) as pool:
+        with _Pool(2) as pool:
             readers = [_StreamReader(self, s, pool) for s in self.streams]
             share = max(1, self.batch_rows // max(1, len(readers)))
             while True:
