@@ -22,13 +22,16 @@ the first verdict is emitted: the engine holds its verdicts back until every pag
 Streams are the reference reader's streams in the reference's order (trace.dat: buffers, then
 CPUs with data; raw directories: CPU files), read with ``pread`` (nothing stays mapped) in the
 same chunks (the chunk boundaries decide whether a stored lost-event count is readable at the
-end of a full page) by worker threads running ahead (decompression releases the GIL), and
-merged in batches by ``(timestamp, stream index, position)`` exactly as
+end of a full page) by worker threads running ahead, which also walk them (decompression and
+the walker release the GIL, so this runs beside the transition loop); the walked rows stay
+in pooled scratch buffers until one C pass (:func:`merge_rows`) copies a batch out of them
+in the order ``(timestamp, stream index, position)``, exactly as
 :func:`pyrv.sources.merge.merge_by_time` orders them. Memory stays bounded: a batch holds
-about :data:`BATCH_ROWS` rows plus at most one pending chunk per stream.
+about :data:`BATCH_ROWS` rows, plus the chunks read ahead (:data:`_AHEAD` per stream) and
+the pending rows of at most a few chunks per stream.
 
-The two loops (this page walker and the engine's transition loop) are C, compiled once with
-the system's C compiler and loaded with ctypes (:func:`build_native`).
+The loops (this page walker, the merge and the engine's transition loop) are C, compiled
+once with the system's C compiler and loaded with ctypes (:func:`build_native`).
 """
 
 from __future__ import annotations
@@ -774,9 +777,6 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.ts)
-
-    def part(self, lo: int, hi: int) -> Rows:
-        return Rows(*(getattr(self, c)[lo:hi] for c in _COLUMNS))
 
 
 @dataclass
