@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrv.monitors.catalogue import (
+    CONTAINERS,
+    KERNEL_ORDER,
     build_rv,
     definitions_dir,
     kernel_definitions,
@@ -149,8 +151,9 @@ def check(
         itertools.chain((f,), s) if f is not None else s
         for f, s in zip(firsts, streams, strict=True)
     ]
+    present = _presence(files, readers, opts)
     names, rv = select_monitors(
-        opts, defs, _presence(files, readers, opts), label, context=_has_context_column(firsts)
+        opts, defs, present, label, only_requested=True, context=_has_context_column(firsts)
     )
     if not names:
         raise CheckError(_nothing_selected(label, readers, opts))
@@ -413,6 +416,7 @@ def select_monitors(
     where: str,
     *,
     context: bool = True,
+    only_requested: bool = False,
 ) -> tuple[list[str], RV]:
     """Choose the monitors, size the per-task slots to them, and enable them in a new RV.
 
@@ -420,9 +424,13 @@ def select_monitors(
     (``present(event_name)``); with none requested, every monitor whose events are present.
     ``context``: the input has the irq-info column; without it, a monitor whose hooks read the
     probe context is left out of the default selection (asked for, it is an error later).
+    ``only_requested``: the RV holds only the requested monitors (and the containers, in the
+    same order), when they are named plainly: a recorded trace's check of one monitor need
+    not build the others (their definitions, models, Büchi automata).
     """
     _check_params(opts, defs)
-    probe = build_rv(defs, hz=opts.hz, params=opts.params)
+    only = _plainly_named(opts.monitors, defs) if only_requested else None
+    probe = build_rv(defs, hz=opts.hz, params=opts.params, only=only)
     all_mons = {m.name: m for m in _da_monitors(probe)}
     runnable = {n: m for n, m in all_mons.items() if m.definition and m.definition.hooks}
     requested = opts.monitors
@@ -451,7 +459,9 @@ def select_monitors(
             for note in skipped:
                 opts.on_note(f"not run: {note}")
     slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
-    rv = build_rv(defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params)
+    rv = build_rv(
+        defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params, only=only
+    )
     if opts.setup_rv is not None:
         opts.setup_rv(rv)
     for n in chosen:
@@ -461,11 +471,30 @@ def select_monitors(
     return chosen, rv
 
 
+def _plainly_named(requested: Sequence[str], defs: list[MonitorDef]) -> set[str] | None:
+    """The monitors to build when every requested one is a monitor (not a container, not an
+    unknown name) of the catalogue or of ``defs``; None (build all) otherwise, so that
+    containers expand and errors list every monitor exactly as with the full registry."""
+    if not requested:
+        return None
+    user = {d.name for d in defs}
+    parents = set(CONTAINERS) | {d.container for d in defs if d.container is not None}
+    names = set()
+    for req in requested:
+        name = req.split(":", 1)[-1]
+        if name in parents or (name not in user and name not in KERNEL_ORDER):
+            return None
+        names.add(name)
+    return names
+
+
 def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:
     """A parameter no monitor has, or a value that cannot be one, is a usage error: a typo
     must not quietly run the default."""
     if opts.hz is not None and opts.hz <= 0:
         raise CheckError(f"--hz {opts.hz}: the kernel's HZ is a positive number")
+    if not opts.params:
+        return
     known = {p for d in [*kernel_definitions().values(), *defs] for p in d.params}
     known.add("deadline_thresh")  # nomiss's, whose default (one tick) depends on --hz
     for name, value in opts.params.items():

@@ -133,3 +133,38 @@ def test_disabled_monitoring_on_gates_the_engine():
     rv.write("monitoring_on", b"1")
     wwnr.handle(Entry.START, 5, 0, Context(0, 0, 5, "t"))
     assert wwnr.instances == {5: 0}
+
+
+def test_only_requested_monitors_are_built_in_the_kernels_order():
+    # a check of a few monitors builds just those, with every container, in spec §1.1 order
+    rv = build_rv(only={"wwnr", "sco", "nomiss"})
+    assert rv.read("available_monitors").decode().split() == [
+        "wwnr",
+        "sched",
+        "sched:sco",
+        "rtapp",
+        "deadline",
+        "deadline:nomiss",
+    ]
+
+
+def test_a_check_of_named_monitors_builds_only_them(monkeypatch):
+    # -m wwnr reads wwnr's definition alone; a container or an unknown name needs them all
+    from pyrv import api
+    from pyrv.monitors import catalogue
+
+    assert api._plainly_named(["wwnr"], []) == {"wwnr"}
+    assert api._plainly_named(["sched:sco", "wip"], []) == {"sco", "wip"}
+    assert api._plainly_named(["sched"], []) is None
+    assert api._plainly_named(["nosuch"], []) is None
+    assert api._plainly_named([], []) is None
+    built = []
+    real = catalogue.build_monitor
+    monkeypatch.setattr(
+        catalogue, "build_monitor", lambda d, *a: built.append(d.name) or real(d, *a)
+    )
+    names, rv = api.select_monitors(
+        api.CheckOptions(monitors=["wwnr"]), [], lambda _e: True, "t", only_requested=True
+    )
+    assert names == ["wwnr"] and set(built) == {"wwnr"}
+    assert rv.read("enabled_monitors").decode().split() == ["wwnr"]

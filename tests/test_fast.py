@@ -345,6 +345,30 @@ def test_small_batches_and_log(tmp_path: Path, defs: list[Path], monkeypatch) ->
     assert_same(raw, monitors=ALL, definitions=defs, emit_events=True)
 
 
+@pytest.mark.parametrize("pages", [2.5, 0.75])
+def test_pages_continued_across_compressed_chunks(
+    tmp_path: Path, defs: list[Path], monkeypatch, pages: float
+) -> None:
+    """v7 chunks that end inside a page (the next chunk continues it, TraceDat._cpu_items):
+    walked where the pages are whole again, and on the main thread where they continue."""
+    from pyrv.sources import tracedat_writer
+
+    real = tracedat_writer._write_chunks
+    size = int(4096 * pages)
+    monkeypatch.setattr(
+        tracedat_writer,
+        "_write_chunks",
+        lambda out, data, comp, _chunk: real(out, data, comp, size),
+    )
+    path = synth_dat(tmp_path, seed=6)
+    from pyrv.sources.tracedat import TraceDat
+
+    specs, _pd = columnar.streams_of(TraceDat(path))
+    assert all(next(s.tasks()).size == size for s in specs)  # chunks end inside a page
+    monkeypatch.setattr(columnar, "BATCH_ROWS", 101)
+    assert_same(path, monitors=ALL, definitions=defs, emit_events=True)
+
+
 def test_raw_directory_comms_from_the_events(tmp_path: Path, defs: list[Path]) -> None:
     """Without saved cmdlines a task's comm is the last one the trace's events gave."""
     raw = synth_raw_dir(tmp_path)

@@ -8,28 +8,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pyrv.api import CheckError, CheckOptions, CheckResult, check
 from pyrv.cli import mon as mon_command
 from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
 from pyrv.cli.options import add_definition_option
-from pyrv.models.automaton import ModelError
-from pyrv.monitors.catalogue import build_rv, load_monitor_definition
-from pyrv.monitors.hooks import DefinitionError
-from pyrv.monitors.monitor import Monitor
-from pyrv.monitors.reactors import RVPanic
-from pyrv.monitors.records import Record
-from pyrv.monitors.registry import RV
-from pyrv.sources.errors import TraceError
-from pyrv.sources.events import LostEvents
+
+if TYPE_CHECKING:
+    from pyrv.api import CheckResult
+    from pyrv.monitors.monitor import Monitor
+    from pyrv.monitors.records import Record
+    from pyrv.monitors.registry import RV
+    from pyrv.sources.events import LostEvents
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_PANIC = 0, 1, 2, 3
 
@@ -42,6 +40,7 @@ def bundled_trace() -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.whole_process = argv is None  # the command line's own run, not a caller's
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
@@ -271,7 +270,33 @@ def _params(items: list[tuple[str, int]]) -> dict[str, int]:
     return dict(items)
 
 
+@contextlib.contextmanager
+def _start_up(whole_process: bool) -> Iterator[None]:
+    """Imports make many objects and no garbage: the cyclic collector, which would walk them
+    again and again meanwhile, waits until they are done. In a process of its own, what they
+    made lives until exit: it is frozen out of every later collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if whole_process:
+            gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
+    with _start_up(getattr(args, "whole_process", False)):
+        from pyrv.api import CheckError, CheckOptions, check
+        from pyrv.models.automaton import ModelError
+        from pyrv.monitors.hooks import DefinitionError
+        from pyrv.monitors.reactors import RVPanic
+        from pyrv.sources.errors import TraceError
+
+        if args.engine != "reference":  # what check() would import for a binary trace
+            with contextlib.suppress(ImportError):
+                import pyrv.fast.engine  # noqa: F401
     out = _Printer(sys.stdout, args.json)
     traces = args.traces or [str(bundled_trace())]
     violations = 0
@@ -321,6 +346,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     """``rv list`` layout: name in 32 columns, description, [ON]/[OFF]; children indented."""
+    from pyrv.models.automaton import ModelError
+    from pyrv.monitors.catalogue import build_rv, load_monitor_definition
+    from pyrv.monitors.hooks import DefinitionError
+    from pyrv.sources.errors import TraceError
+
     try:
         defs = [load_monitor_definition(d) for d in args.definition]
     except (ModelError, DefinitionError) as exc:

@@ -16,8 +16,13 @@ transition loop) are C, compiled with the system's C compiler on first use and c
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
+
+if "numpy" not in sys.modules:  # pyrv uses no BLAS: OpenBLAS's idle threads would spin on
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the cores decompression needs
 
 __all__ = ["NotApplicable", "available", "check_fast", "run_fast"]
 

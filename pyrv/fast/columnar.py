@@ -22,36 +22,41 @@ the first verdict is emitted: the engine holds its verdicts back until every pag
 Streams are the reference reader's streams in the reference's order (trace.dat: buffers, then
 CPUs with data; raw directories: CPU files), read with ``pread`` (nothing stays mapped) in the
 same chunks (the chunk boundaries decide whether a stored lost-event count is readable at the
-end of a full page) by worker threads running ahead (decompression releases the GIL), and
-merged in batches by ``(timestamp, stream index, position)`` exactly as
+end of a full page) by worker threads running ahead, which also walk them (decompression and
+the walker release the GIL, so this runs beside the transition loop); the walked rows stay
+in pooled scratch buffers until one C pass (:func:`merge_rows`) copies a batch out of them
+in the order ``(timestamp, stream index, position)``, exactly as
 :func:`pyrv.sources.merge.merge_by_time` orders them. Memory stays bounded: a batch holds
-about :data:`BATCH_ROWS` rows plus at most one pending chunk per stream.
+about :data:`BATCH_ROWS` rows, plus the chunks read ahead (:data:`_AHEAD` per stream) and
+the pending rows of at most a few chunks per stream.
 
-The two loops (this page walker and the engine's transition loop) are C, compiled once with
-the system's C compiler and loaded with ctypes (:func:`build_native`).
+The loops (this page walker, the merge and the engine's transition loop) are C, compiled
+once with the system's C compiler and loaded with ctypes (:func:`build_native`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
+
+try:  # BLAKE2 without hashlib, whose OpenSSL binding takes longer to load than a run's key
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - another Python
+    from hashlib import blake2b as _blake2b
 
 #: walker results
 OK, NEED_TYPE, DAMAGE, UNSUPPORTED = 0, 1, 2, 3
@@ -65,8 +70,9 @@ N_TYPES = 1 << 16
 MAX_LOCS = 8
 #: timestamps are kept in int64: anything from here up is left to the reference
 TS_LIMIT = 1 << 62
-#: rows per merged batch (memory is bounded by about this many rows)
-BATCH_ROWS = 1 << 18
+#: rows per merged batch (memory is bounded by about this many rows; small enough that a
+#: batch is still in the cache when the transition loop reads what the merge wrote)
+BATCH_ROWS = 1 << 15
 #: pages per chunk, as the reference reads them (TraceDat and iter_cpu_pages: 256)
 CHUNK_PAGES = 256
 
@@ -99,9 +105,8 @@ def build_native(name: str, source: str) -> ctypes.CDLL:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise Unsupported("no C compiler (cc) to build the fast path's native code")
-    key = hashlib.sha256(
-        "\0".join([source, cc, *_CFLAGS, sys.platform, platform.machine()]).encode()
-    ).hexdigest()[:16]
+    text = "\0".join([source, cc, *_CFLAGS, sys.platform, os.uname().machine])
+    key = _blake2b(text.encode(), digest_size=8).hexdigest()
     target = _cache_dir() / f"{name}-{key}.so"
     if not target.exists():
         try:
@@ -110,6 +115,8 @@ def build_native(name: str, source: str) -> ctypes.CDLL:
                 src = Path(tmp) / f"{name}.c"
                 src.write_text(source)
                 out = Path(tmp) / f"{name}.so"
+                import subprocess  # only to build: not on every run's start-up
+
                 res = subprocess.run(
                     [cc, *_CFLAGS, "-o", str(out), str(src)], capture_output=True, text=True
                 )
@@ -303,20 +310,43 @@ done:
     out[0] = status; out[1] = n; out[2] = info; out[3] = last_ts;
 }
 
-/* Positions of the rows of runs ts[bounds[r]:bounds[r+1]] in merged order: always the
-   smallest head first, ties to the lower run (heapq.merge over (ts, run, seq)). */
-void merge_heads(const int64_t *ts, const int64_t *bounds, int64_t runs, int64_t *heads,
-                 int64_t *out)
+/* The rows of R runs (run r: pieces rb[r]..rb[r+1]-1, each a slice of walked columns: kind,
+   ts, tid, pid, val addresses and a row count in pc[6 p..6 p+5]) copied out in merged order:
+   always the smallest head timestamp first, ties to the lower run (heapq.merge over
+   (ts, run, seq)). Per output row also its run's stream, its piece and its row there. */
+void merge_rows(const int64_t *pc, const int64_t *rb, const int32_t *run_stream, int64_t R,
+                int64_t K, int64_t *cur, int8_t *o_kind, int64_t *o_ts, int32_t *o_tid,
+                int32_t *o_pid, int64_t *o_val, int32_t *o_stream, int32_t *o_src, int32_t *o_loc)
 {
+    int64_t *piece = cur, *row = cur + R;  /* each run's current piece and row in it */
     int64_t n = 0;
+    for (int64_t r = 0; r < R; r++) { piece[r] = rb[r]; row[r] = 0; }
     for (;;) {
         int64_t best = -1, best_ts = 0;
-        for (int64_t r = 0; r < runs; r++) {
-            int64_t h = heads[r];
-            if (h < bounds[r + 1] && (best < 0 || ts[h] < best_ts)) { best = r; best_ts = ts[h]; }
+        if (R == 2 && piece[0] < rb[1] && piece[1] < rb[2]) {  /* two CPUs: no loop */
+            const int64_t t0 = ((const int64_t *)pc[6 * piece[0] + 1])[row[0]];
+            const int64_t t1 = ((const int64_t *)pc[6 * piece[1] + 1])[row[1]];
+            best = t1 < t0;
+            best_ts = best ? t1 : t0;
+        } else {
+            for (int64_t r = 0; r < R; r++) {
+                int64_t q = piece[r];
+                if (q >= rb[r + 1]) continue;
+                const int64_t t = ((const int64_t *)pc[6 * q + 1])[row[r]];
+                if (best < 0 || t < best_ts) { best = r; best_ts = t; }
+            }
+            if (best < 0) return;
         }
-        if (best < 0) return;
-        out[n++] = heads[best]++;
+        const int64_t q = piece[best], l = row[best], *c = pc + 6 * q;
+        o_kind[n] = ((const int8_t *)c[0])[l];
+        o_ts[n] = best_ts;
+        o_tid[n] = ((const int32_t *)c[2])[l];
+        o_pid[n] = ((const int32_t *)c[3])[l];
+        const int64_t *v = (const int64_t *)c[4] + l * K;
+        for (int64_t k = 0; k < K; k++) o_val[n * K + k] = v[k];  /* a few slots: no memcpy call */
+        o_stream[n] = run_stream[best]; o_src[n] = (int32_t)q; o_loc[n] = (int32_t)l;
+        n++;
+        if (++row[best] >= c[5]) { piece[best]++; row[best] = 0; }
     }
 }
 """
@@ -332,8 +362,8 @@ def native() -> ctypes.CDLL:
         lib.walk_pages.restype = None
         lib.walk_pages.argtypes = [PTR, I64, I64, *[PTR] * 8, I64, I64, I64, *[PTR] * 7]
         lib.walk_pages.argtypes += [I64, PTR]
-        lib.merge_heads.restype = None
-        lib.merge_heads.argtypes = [PTR, PTR, I64, PTR, PTR]
+        lib.merge_rows.restype = None
+        lib.merge_rows.argtypes = [PTR, PTR, PTR, I64, I64, *[PTR] * 9]
         _lib = lib
     return _lib
 
@@ -571,14 +601,36 @@ def _plain_tasks(f: _File, start: int, end: int, step: int) -> Callable[[], Iter
     return gen
 
 
+class _SizedTask:
+    """A chunk task that knows the size of its bytes before it runs (a compressed chunk's
+    header says it): whether the next chunk starts on a page boundary is known in advance."""
+
+    __slots__ = ("args", "fn", "size")
+
+    def __init__(self, fn: Callable[..., bytes], args: tuple, size: int) -> None:
+        self.fn, self.args, self.size = fn, args, size
+
+    def __call__(self) -> bytes:
+        return self.fn(*self.args)
+
+
+#: bytes read at once where the headers of compressed chunks are (a read of its own for every
+#: header would give the GIL away, and wait for it, twice per chunk)
+_HEADER_WINDOW = 1 << 20
+
+
 def _compressed_tasks(
     f: _File, offset: int, decompress: Callable[[bytes, int], bytes], order: str
 ) -> Callable[[], Iterator[ChunkTask]]:
     """v7 compressed CPU data: ``u32 count`` then ``{u32 csize, u32 size, data}`` chunks."""
     endian = "little" if order == "<" else "big"
+    window = [0, b""]  # chunk headers are read from windows of the file, not one read each
 
     def u32(at: int) -> int:
-        raw = f.read(at, 4)
+        start, data = window
+        if not start <= at <= start + len(data) - 4:
+            window[:] = start, data = at, f.read(at, _HEADER_WINDOW)
+        raw = data[at - start : at - start + 4]
         if len(raw) < 4:
             raise Unsupported("compressed data truncated")
         return int.from_bytes(raw, endian)
@@ -604,7 +656,7 @@ def _compressed_tasks(
             pos += 8
             if usize > 1 << 28:
                 raise Unsupported("implausible chunk size")
-            yield lambda pos=pos, csize=csize, usize=usize: inflate(pos, csize, usize)
+            yield _SizedTask(inflate, (pos, csize, usize), usize)
             pos += csize
 
     return gen
@@ -614,11 +666,70 @@ def _compressed_tasks(
 _AHEAD = 16
 
 
-def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[Chunk]:
+class _Task:
+    """A call run by a :class:`_Pool` thread; :meth:`result` waits for it."""
+
+    __slots__ = ("args", "error", "fn", "lock", "value")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn, self.args, self.value, self.error = fn, args, None, None
+        self.lock = threading.Lock()
+        self.lock.acquire()  # released when done
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self.error = exc
+        self.lock.release()
+
+    def result(self) -> Any:
+        with self.lock:
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Pool:
+    """Worker threads running calls in the order they were submitted: what
+    ThreadPoolExecutor does here, with less per call (and without importing it and logging
+    at every start). Leaving the ``with`` block stops the threads; calls not started are
+    dropped (nobody waits for them any more)."""
+
+    def __init__(self, workers: int) -> None:
+        self.queue: SimpleQueue[_Task | None] = SimpleQueue()
+        self.closed = False
+        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (task := self.queue.get()) is not None:
+            if not self.closed:
+                task.run()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Task:
+        task = _Task(fn, args)
+        self.queue.put(task)
+        return task
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+        for _ in self.threads:
+            self.queue.put(None)
+        for t in self.threads:
+            t.join()
+
+
+def _chunks(spec: StreamSpec, pool: _Pool, psize: int) -> Iterator[Chunk]:
     """The stream's chunks, produced ahead by ``pool``, with TraceDat._cpu_items' carrying of
     partial pages across compressed chunks."""
     tasks = spec.tasks()
-    pending: deque[Future[bytes]] = deque()
+    pending: deque[_Task] = deque()
     rest = b""
     while True:
         while len(pending) < _AHEAD:
@@ -646,6 +757,9 @@ def _chunks(spec: StreamSpec, pool: ThreadPoolExecutor, psize: int) -> Iterator[
 # A trace as columns.
 
 _COLUMNS = ("kind", "ts", "tid", "pid", "val", "roff", "rlen", "seg")
+#: the columns a batch joins (the others stay in the pieces: Batch.where)
+_JOINED = _COLUMNS[:5]
+_NOSEG = np.zeros(0, np.int32)
 
 
 @dataclass
@@ -664,115 +778,153 @@ class Rows:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def part(self, lo: int, hi: int) -> Rows:
-        return Rows(*(getattr(self, c)[lo:hi] for c in _COLUMNS))
-
 
 @dataclass
 class Batch:
-    """Rows of every stream (concatenated in stream order) and their merged order.
+    """Rows of every stream in merged order.
 
-    ``order[j]`` is the row at merged position ``j`` (None: the rows are already in merged
-    order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a chunk's bytes."""
+    ``order`` is None (the rows are in merged order; kept for the engine, which also takes
+    rows in another order); ``stream[r]`` the stream of row ``r``; ``segments[seg]`` a
+    chunk's bytes. Where a record lies (``roff``, ``rlen``, ``seg``: needed only to decode
+    the rare record) stays in the walked pieces: row ``r`` is row ``loc[r]`` of piece
+    ``src[r]`` (the merged rows leave those columns empty)."""
 
     rows: Rows
     order: np.ndarray | None
     stream: np.ndarray
     segments: dict[int, bytes]
+    pieces: list[tuple[_Scratch, int, int]] = field(default_factory=list)  # scratch, lo, seg
+    src: np.ndarray = field(default_factory=lambda: _NOSEG)
+    loc: np.ndarray = field(default_factory=lambda: _NOSEG)
+
+    def where(self, row: int) -> tuple[bytes, int, int]:
+        """The bytes, offset and length of the record in row ``row``."""
+        scratch, lo, seg = self.pieces[int(self.src[row])]
+        at = lo + int(self.loc[row])
+        return self.segments[seg], int(scratch.cols[5][at]), int(scratch.cols[6][at])
 
     def merged(self) -> np.ndarray:
         """Row indices in merged order."""
         return self.order if self.order is not None else np.arange(len(self.rows))
 
 
-class _Pending:
-    """One stream's decoded rows not yet emitted (one growing buffer)."""
+@dataclass
+class _Walked:
+    """A chunk as a worker thread left it: its bytes, and the rows it walked (None: the main
+    thread walks it, because it continues a partial page or meets an event id not prepared
+    yet)."""
 
-    def __init__(self, nslots: int, cap: int) -> None:
+    data: bytes
+    rows: Rows | None
+    status: int = OK
+    info: int = 0
+    scratch: _Scratch | None = None  # where the rows are (back to the pool once merged)
+
+
+class _Pending:
+    """One stream's decoded rows not yet emitted: a queue of walked chunks, each rows
+    ``lo:hi`` of a scratch buffer (never copied until they are merged into a batch)."""
+
+    def __init__(self) -> None:
+        #: scratch buffer, first and end row, segment id, the chunk's bytes
+        self.pieces: deque[tuple[_Scratch, int, int, int, bytes]] = deque()
         self.n = 0
-        self.cols = Rows(
-            np.empty(cap, np.int8),
-            np.empty(cap, np.int64),
-            np.empty(cap, np.int32),
-            np.empty(cap, np.int32),
-            np.empty((cap, nslots), np.int64),
-            np.empty(cap, np.int32),
-            np.empty(cap, np.int32),
-            np.empty(cap, np.int32),
-        )
-        self.segs: dict[int, bytes] = {}
+
+    def add(self, scratch: _Scratch, rows: int, seg: int, buf: bytes) -> None:
+        self.pieces.append((scratch, 0, rows, seg, buf))
+        self.n += rows
 
     @property
-    def cap(self) -> int:
-        return len(self.cols.ts)
-
-    def reserve(self, more: int) -> None:
-        if self.n + more <= self.cap:
-            return
-        cap = max(self.n + more, 2 * self.cap)
-        old = self.cols
-        self.cols = Rows(*(_grow(getattr(old, c), self.n, cap) for c in _COLUMNS))
+    def tail_ts(self) -> int:
+        scratch, _lo, hi, _seg, _buf = self.pieces[-1]
+        return int(scratch.cols[1][hi - 1])
 
     def below(self, limit: int | None) -> int:
         """How many pending rows come before ``limit`` (all: None)."""
-        n = self.n
-        return n if limit is None else int(np.searchsorted(self.cols.ts[:n], limit, "left"))
+        if limit is None:
+            return self.n
+        count = 0
+        for scratch, lo, hi, _seg, _buf in self.pieces:
+            ts = scratch.cols[1]
+            if ts[hi - 1] < limit:
+                count += hi - lo
+                continue
+            return count + int(np.searchsorted(ts[lo:hi], limit, "left"))
+        return count
 
-    def head(self, cut: int) -> tuple[Rows, dict[int, bytes]]:
-        """Views of the first ``cut`` rows and the segments they use (valid until drop)."""
-        out = self.cols.part(0, cut)
-        if not cut:
-            return out, {}
-        first, last = int(out.seg[0]), int(out.seg[-1])  # segment ids grow along the rows
-        return out, {k: v for k, v in self.segs.items() if first <= k <= last}
-
-    def drop(self, cut: int) -> None:
-        """Forget the first ``cut`` rows."""
-        if not cut:
-            return
-        n = self.n
-        for c in _COLUMNS:
-            col = getattr(self.cols, c)
-            col[: n - cut] = col[cut:n]
-        self.n = n - cut
-        keep = int(self.cols.seg[0]) if self.n else None
-        self.segs = {k: v for k, v in self.segs.items() if keep is not None and k >= keep}
+    def take(self, cut: int) -> list[tuple[_Scratch, int, int, int, bytes, bool]]:
+        """Remove the first ``cut`` rows: (scratch, lo, hi, segment id, bytes, last) pieces,
+        ``last`` when nothing pending uses the scratch buffer any more."""
+        out = []
+        while cut:
+            scratch, lo, hi, seg, buf = self.pieces[0]
+            if hi - lo <= cut:
+                self.pieces.popleft()
+                out.append((scratch, lo, hi, seg, buf, True))
+                cut -= hi - lo
+                self.n -= hi - lo
+                continue
+            out.append((scratch, lo, lo + cut, seg, buf, False))
+            self.pieces[0] = (scratch, lo + cut, hi, seg, buf)
+            self.n -= cut
+            cut = 0
+        return out
 
 
-def _grow(col: np.ndarray, n: int, cap: int) -> np.ndarray:
-    new = np.empty((cap, *col.shape[1:]), col.dtype)
-    new[:n] = col[:n]
-    return new
+class _Scratch:
+    """Walker output columns, from a pool: the rows of one chunk stay in them (no copy) until
+    the batch they went into is done, then the buffer is reused."""
+
+    def __init__(self, nslots: int) -> None:
+        self.nslots = nslots
+        self.cap = 0
+        self._grow(1 << 16)
+
+    def _grow(self, cap: int) -> None:
+        self.cap = cap
+        n = self.nslots
+        self.cols = [np.empty(cap, np.int8), np.empty(cap, np.int64), np.empty(cap, np.int32),
+                     np.empty(cap, np.int32), np.empty((cap, n), np.int64),
+                     np.empty(cap, np.int32), np.empty(cap, np.int32)]  # fmt: skip
+        self.ptrs = tuple(ptr(a) for a in self.cols)
+
+    def reserve(self, rows: int) -> None:
+        if rows > self.cap:
+            self._grow(max(rows, 2 * self.cap))
+
+    def rows(self, n: int) -> Rows:
+        """Views of the first ``n`` rows (the segment column is the piece's)."""
+        c = self.cols
+        return Rows(*(a[:n] for a in c[:5]), c[5][:n], c[6][:n], _NOSEG)
 
 
 class _StreamReader:
-    """Decodes one stream, chunk by chunk, into its pending rows."""
+    """One stream's walked chunks, in order, into its pending rows."""
 
-    def __init__(self, trace: ColumnarTrace, spec: StreamSpec, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, trace: ColumnarTrace, spec: StreamSpec, pool: _Pool) -> None:
         self.trace = trace
         self.spec = spec
-        self.chunks = _chunks(spec, pool, trace.psize)
-        self.pending = _Pending(trace.nslots, trace.batch_rows // 2 + 4096)
+        self.chunks = trace._walked_chunks(spec, pool)
+        self.pending = _Pending()
         self.live = True
         self.last_ts = -1
 
     @property
     def tail_ts(self) -> int:
-        return int(self.pending.cols.ts[self.pending.n - 1])
+        return self.pending.tail_ts
 
     def fill(self, rows: int) -> None:
-        """Decode chunks until ``rows`` rows are pending or the stream ends."""
+        """Take walked chunks until ``rows`` rows are pending or the stream ends."""
         while self.live and self.pending.n < rows:
             chunk = next(self.chunks, None)
             if chunk is None:
                 self.live = False
                 return
-            self.trace._decode(chunk, self)
+            self.trace._take(chunk, self)
 
     def grow_one(self) -> None:
         """Decode at least one more row (or find the stream exhausted)."""
-        want = self.pending.n + 1
-        self.fill(want)
+        self.fill(self.pending.n + 1)
 
 
 class ColumnarTrace:
@@ -781,6 +933,12 @@ class ColumnarTrace:
     ``streams`` are :class:`StreamSpec` in the reference's stream order; ``page_decoder`` is a
     reference :class:`~pyrv.sources.ring_buffer.PageDecoder` for the trace (its formats,
     layout, cmdlines and printk formats); ``planner`` picks each event id's slot fields.
+
+    Chunks are walked by the worker threads that read and decompress them (the walker runs
+    without the GIL, beside the transition loop), each with its own table of extremes and
+    with a snapshot of the event-id states taken after the last id was prepared: an id
+    prepared later, a page continued from the previous chunk or the order across chunks are
+    the main thread's to handle, in stream order, exactly as one sequential walk would.
     """
 
     def __init__(
@@ -805,102 +963,177 @@ class ColumnarTrace:
         self.batch_rows = batch_rows or BATCH_ROWS
         self._out = np.zeros(4, np.int64)
         self._lib = native()
+        # the walker's fixed arguments, as addresses (the tables never move)
+        t = self.tables
+        self._head = (ptr(self.P),)
+        self._fixed = tuple(ptr(a) for a in t.walker_args()[1:6])
+        self._tables = (ptr(t.ttype), *self._fixed, ptr(t.tmax))
+        self._outp = ptr(self._out)
         self._seg = 0
+        #: the event-id states the workers walk with (replaced, never changed, on prepare)
+        self._states = t.ttype.copy()
+        self._local = threading.local()
+        self._extremes = [t.tmax]  # the main thread's, then one per worker thread
+        self._lock = threading.Lock()
+        self._free: deque[_Scratch] = deque()  # scratch buffers to reuse (any thread)
+        self._merged: list[_Scratch] = []  # those the current batch's rows are in
+        self._batch: dict[str, np.ndarray] | None = None
 
     @property
-    def tmax(self) -> np.ndarray:
+    def tmax(self) -> _Extremes:
         """Per event id, the largest value of each slot (last column: ``common_pid``)."""
-        return self.tables.tmax[:, : self.nslots + 1]
+        return _Extremes(self._extremes, 0, self.nslots + 1, max)
 
     @property
-    def tlow(self) -> np.ndarray:
+    def tlow(self) -> _Extremes:
         """Per event id, the smallest value of each slot (last column: ``common_pid``)."""
-        return self.tables.tmax[:, self.nslots + 1 :]
+        return _Extremes(self._extremes, self.nslots + 1, self.nslots + 1, min)
 
     # -- decoding -------------------------------------------------------------------------------
 
-    def _walk(self, chunk: Chunk, last_ts: int, dest: _Pending | None) -> tuple[int, int, int]:
-        """Walk one chunk (into ``dest``'s buffer, or only check it); (status, rows, info)
-        with ``last_ts`` updated in ``self._out[3]``."""
-        n = len(chunk.arr)
-        t = self.tables
-        if dest is not None:
-            dest.reserve(n // 8 + n // self.psize + 8)
-            c, at = dest.cols, dest.n
-            outs = (
-                c.kind.ctypes.data + at,
-                c.ts.ctypes.data + 8 * at,
-                c.tid.ctypes.data + 4 * at,
-                c.pid.ctypes.data + 4 * at,
-                c.val.ctypes.data + 8 * at * self.nslots,
-                c.roff.ctypes.data + 4 * at,
-                c.rlen.ctypes.data + 4 * at,
-            )
-            cap = dest.cap - at
-        else:
-            outs, cap = (None,) * 7, 0
-        out = self._out
+    def _call_walker(
+        self, buf: bytes, hi: int, tables: tuple, last_ts: int, store: tuple | None, out: Any
+    ) -> tuple[int, int, int]:
+        outs, cap = store if store is not None else ((None,) * 7, 0)
+        self._lib.walk_pages(buf, 0, hi, *self._head, *tables, self.nslots, last_ts,
+                             int(store is not None), *outs, cap, out.ctypes.data)  # fmt: skip
+        return int(out[0]), int(out[1]), int(out[2])
+
+    def _walk(self, chunk: Chunk, last_ts: int) -> tuple[int, int, int]:
+        """Check one chunk (nothing stored); (status, rows, info) with ``last_ts`` updated in
+        ``self._out[3]``."""
         while True:
-            self._lib.walk_pages(
-                chunk.arr.ctypes.data,
-                0,
-                n,
-                self.P.ctypes.data,
-                t.ttype.ctypes.data,
-                t.tmin.ctypes.data,
-                t.tpid.ctypes.data,
-                t.tnloc.ctypes.data,
-                t.tloc.ctypes.data,
-                t.tslot.ctypes.data,
-                t.tmax.ctypes.data,
-                self.nslots,
-                last_ts,
-                int(dest is not None),
-                *outs,
-                cap,
-                out.ctypes.data,
+            status, rows, info = self._call_walker(
+                chunk.pybuf, len(chunk.pybuf), self._tables, last_ts, None, self._out
             )
-            status, rows, info = int(out[0]), int(out[1]), int(out[2])
-            if status == NEED_TYPE:
-                t.prepare(info)
-                continue  # walk the chunk again, now that the id is known
-            return status, rows, info
+            if status != NEED_TYPE:
+                return status, rows, info
+            self._prepare(info)  # walk the chunk again, now that the id is known
+
+    def _prepare(self, tid: int) -> None:
+        self.tables.prepare(tid)
+        self._states = self.tables.ttype.copy()  # published whole: workers see old or new
+
+    def _walk_rows(self, buf: bytes, hi: int, tables: tuple, out: Any) -> _Walked:
+        """Walk ``buf[:hi]`` from no previous time into a scratch buffer of the pool."""
+        try:
+            scratch = self._free.pop()
+        except IndexError:
+            scratch = _Scratch(self.nslots)
+        scratch.reserve(hi // 8 + hi // self.psize + 8)
+        store = (scratch.ptrs, scratch.cap)
+        status, n, info = self._call_walker(buf, hi, tables, -1, store, out)
+        if status == NEED_TYPE:
+            self._free.append(scratch)
+            return _Walked(buf, None, status, info)
+        return _Walked(buf, scratch.rows(n), status, info, scratch)
+
+    def _drop(self, walked: _Walked) -> None:
+        """A walk not used: its scratch buffer back to the pool."""
+        if walked.scratch is not None:
+            self._free.append(walked.scratch)
+            walked.scratch = None
+
+    def _worker_walk(self, task: ChunkTask, on_page: bool, carry: bool) -> _Walked:
+        """In a worker thread: read the chunk, and walk it when it starts on a page (its
+        whole pages only, when pages continue across chunks)."""
+        data = task()
+        if not on_page:
+            return _Walked(data, None)
+        local = self._local
+        if getattr(local, "tmax", None) is None:
+            local.tmax = np.full_like(self.tables.tmax, -1)
+            local.tmax[:, self.nslots + 1 :] = np.iinfo(np.int64).max
+            local.out = np.zeros(4, np.int64)
+            with self._lock:
+                self._extremes.append(local.tmax)
+        states = self._states
+        tables = (ptr(states), *self._fixed, ptr(local.tmax))
+        hi = len(data) - len(data) % self.psize if carry else len(data)
+        walked = self._walk_rows(data, hi, tables, local.out)
+        walked.data = data
+        return walked
+
+    def _main_walk(self, buf: bytes, hi: int) -> _Walked:
+        """Walk on the main thread (the ids it meets are prepared here)."""
+        while True:
+            walked = self._walk_rows(buf, hi, self._tables, self._out)
+            if walked.status != NEED_TYPE:
+                return walked
+            self._prepare(walked.info)
+
+    def _walked_chunks(self, spec: StreamSpec, pool: _Pool) -> Iterator[_Walked]:
+        """The stream's chunks walked (ahead, by ``pool``), with TraceDat._cpu_items' carrying
+        of partial pages across compressed chunks."""
+        psize = self.psize
+        tasks = spec.tasks()
+        pending: deque[_Task] = deque()
+        rest = b""
+        at = 0  # bytes of the stream before the next task's
+        while True:
+            while len(pending) < _AHEAD:
+                task = next(tasks, None)
+                if task is None:
+                    break
+                size = getattr(task, "size", None)
+                pending.append(pool.submit(self._worker_walk, task, at % psize == 0, spec.carry))
+                at += size or 0
+            if not pending:
+                break
+            walked = pending.popleft().result()
+            if not spec.carry:
+                yield walked if walked.rows is not None else self._main_walk(*_whole(walked.data))
+                continue
+            data = rest + walked.data if rest else walked.data
+            whole = len(data) - len(data) % psize
+            if rest or walked.rows is None:
+                self._drop(walked)
+                walked = self._main_walk(data, whole)
+            rest = data[whole:]
+            yield walked
+        if rest:
+            yield self._main_walk(rest, len(rest))
 
     def validate(self) -> None:
         """Walk every page of every stream once; raise :class:`Unsupported` at the first page
         the reference would reject or that the fast path would not reproduce."""
-        with ThreadPoolExecutor(2) as pool:
+        with _Pool(2) as pool:
             for spec in self.streams:
                 last = -1
                 for chunk in _chunks(spec, pool, self.psize):
-                    status, _n, info = self._walk(chunk, last, None)
+                    status, _n, info = self._walk(chunk, last)
                     last = int(self._out[3])
                     if status == DAMAGE:
                         raise Unsupported(f"{spec.source}: damaged page data near offset {info}")
                     if status != OK:
                         raise Unsupported(f"{spec.source}: input the fast path does not reproduce")
 
-    def _decode(self, chunk: Chunk, reader: _StreamReader) -> None:
-        dest = reader.pending
-        at = dest.n
-        status, rows, _info = self._walk(chunk, reader.last_ts, dest)
-        if status == DAMAGE:
-            raise Unsupported(f"{reader.spec.source}: damaged page data")
-        if status != OK:
-            raise Unsupported(f"{reader.spec.source}: input the fast path does not reproduce")
-        reader.last_ts = int(self._out[3])
-        if rows:
-            seg = self._seg
+    def _take(self, walked: _Walked, reader: _StreamReader) -> None:
+        """A walked chunk's rows into the stream's pending rows, in stream order: the checks
+        the walker makes across chunks (time never goes backwards) are made here."""
+        rows = walked.rows
+        assert rows is not None
+        source = reader.spec.source
+        if len(rows) and int(rows.ts[0]) < reader.last_ts:
+            raise Unsupported(f"{source}: input the fast path does not reproduce")
+        if walked.status == DAMAGE:
+            raise Unsupported(f"{source}: damaged page data")
+        if walked.status != OK:
+            raise Unsupported(f"{source}: input the fast path does not reproduce")
+        if len(rows):
+            assert walked.scratch is not None
+            reader.last_ts = int(rows.ts[-1])
+            reader.pending.add(walked.scratch, len(rows), self._seg, walked.data)
             self._seg += 1
-            dest.cols.seg[at : at + rows] = seg
-            dest.segs[seg] = chunk.pybuf
-            dest.n = at + rows
+        else:
+            self._drop(walked)
 
     # -- merged batches -------------------------------------------------------------------------
 
     def batches(self) -> Iterator[Batch]:
-        """Merged batches of rows, in the reference's item order."""
-        with ThreadPoolExecutor(2) as pool:
+        """Merged batches of rows, in the reference's item order (each valid until the next
+        is asked for: their arrays are reused)."""
+        with _Pool(2) as pool:
             readers = [_StreamReader(self, s, pool) for s in self.streams]
             share = max(1, self.batch_rows // max(1, len(readers)))
             while True:
@@ -913,48 +1146,89 @@ class ColumnarTrace:
                     limit = min(r.tail_ts for r in live) if live else None
                     if limit is None:
                         break
-                    ready = sum(
-                        int(np.searchsorted(r.pending.cols.ts[: r.pending.n], limit, "left"))
-                        for r in readers
-                    )
-                    if ready:
+                    if any(r.pending.below(limit) for r in readers):
                         break
                     min(live, key=lambda r: r.tail_ts).grow_one()
                 cuts = [r.pending.below(limit) for r in readers]
-                batch = self._merge(readers, cuts)
-                for r, cut in zip(readers, cuts, strict=True):
-                    r.pending.drop(cut)
-                yield batch
+                yield self._merge(readers, cuts)
 
     def _merge(self, readers: list[_StreamReader], cuts: list[int]) -> Batch:
+        """The next batch: the pending rows before the cuts copied out in merged order, into
+        buffers reused from batch to batch (a batch is valid until the next is asked for)."""
+        self._free.extend(self._merged)  # the previous batch is done with them
+        self._merged = []
         segments: dict[int, bytes] = {}
-        pieces = []
+        pieces: list[tuple[_Scratch, int, int]] = []
+        addresses: list[int] = []
         bounds = [0]
-        streams = []
+        indices = []
+        k = self.nslots
         for reader, cut in zip(readers, cuts, strict=True):
-            if cut:
-                rows, segs = reader.pending.head(cut)
-                pieces.append(rows)
-                bounds.append(bounds[-1] + cut)
-                streams.append(np.full(cut, reader.spec.index, np.int32))
-                segments.update(segs)
-        if len(pieces) == 1:
-            cat = Rows(*(getattr(pieces[0], c).copy() for c in _COLUMNS))
-            return Batch(cat, None, streams[0], segments)
-        cat = Rows(*(np.concatenate([getattr(p, c) for p in pieces]) for c in _COLUMNS))
-        runs = np.array(bounds, np.int64)
-        order = np.empty(len(cat), np.int64)
-        heads = runs[:-1].copy()
-        self._lib.merge_heads(ptr(cat.ts), ptr(runs), len(runs) - 1, ptr(heads), ptr(order))
-        return Batch(cat, order, np.concatenate(streams), segments)
+            if not cut:
+                continue
+            for scratch, lo, hi, seg, buf, last in reader.pending.take(cut):
+                if last:
+                    self._merged.append(scratch)
+                pieces.append((scratch, lo, seg))
+                kind, ts, tid, pid, val = scratch.ptrs[:5]
+                addresses += (kind + lo, ts + 8 * lo, tid + 4 * lo, pid + 4 * lo,
+                              val + 8 * k * lo, hi - lo)  # fmt: skip
+                segments[seg] = buf
+            bounds.append(len(pieces))
+            indices.append(reader.spec.index)
+        total = sum(cuts)
+        out = self._buffers(total)
+        pc = np.array(addresses, np.int64)
+        rb = np.array(bounds, np.int64)
+        runs = np.array(indices, np.int32)
+        cur = np.empty(2 * len(indices), np.int64)
+        cols = [out[c] for c in ("kind", "ts", "tid", "pid", "val", "stream", "src", "loc")]
+        self._lib.merge_rows(ptr(pc), ptr(rb), ptr(runs), len(indices), k, ptr(cur),
+                             *(ptr(c) for c in cols))  # fmt: skip
+        rows = Rows(*cols[:5], _NOSEG, _NOSEG, _NOSEG)
+        return Batch(rows, None, cols[5], segments, pieces, cols[6], cols[7])
+
+    def _buffers(self, rows: int) -> dict[str, np.ndarray]:
+        """Views of ``rows`` rows of the batch buffers (grown when a batch is bigger)."""
+        bufs = self._batch
+        if bufs is None or len(bufs["ts"]) < rows:
+            cap = max(rows, 2 * len(bufs["ts"]) if bufs else 0, 1024)
+            kinds = (np.int8, np.int64, np.int32, np.int32)
+            bufs = {c: np.empty(cap, k) for c, k in zip(_JOINED[:4], kinds, strict=True)}
+            bufs["val"] = np.empty((cap, self.nslots), np.int64)
+            for c in ("stream", "src", "loc"):
+                bufs[c] = np.empty(cap, np.int32)
+            self._batch = bufs
+        return {c: a[:rows] for c, a in bufs.items()}
 
     def decode_record(self, batch: Batch, row: int) -> dict[str, Any]:
         """The reference decoder's fields of the event in row ``row`` of ``batch``."""
-        rows = batch.rows
-        info = self.tables.info[int(rows.tid[row])]
-        buf = batch.segments[int(rows.seg[row])]
-        rec = int(rows.roff[row])
-        return info.decoder.decode(buf, rec, rec + int(rows.rlen[row]))[3]
+        return self.record_at(batch, row)()
+
+    def record_at(self, batch: Batch, row: int) -> Callable[[], dict[str, Any]]:
+        """:meth:`decode_record` for later (valid after the batch: it holds the bytes)."""
+        info = self.tables.info[int(batch.rows.tid[row])]
+        buf, rec, size = batch.where(row)
+        return lambda: info.decoder.decode(buf, rec, rec + size)[3]
+
+
+def _whole(data: bytes) -> tuple[bytes, int]:
+    return data, len(data)
+
+
+class _Extremes:
+    """``[tid, slot]``: the largest (or smallest) value over the main thread's and every
+    worker's table of extremes."""
+
+    def __init__(self, tables: list[np.ndarray], first: int, width: int, pick: Callable) -> None:
+        self.tables, self.first, self.width, self.pick = tables, first, width, pick
+
+    def __getitem__(self, key: tuple[int, int]) -> int:
+        tid, slot = key
+        if not 0 <= slot < self.width:
+            raise IndexError(slot)
+        col = self.first + slot
+        return self.pick(int(t[tid, col]) for t in list(self.tables))
 
 
 # ---------------------------------------------------------------------------------------------

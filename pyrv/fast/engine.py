@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -139,128 +139,181 @@ typedef struct {
     int64_t *stats;  /* events read, timestamp of the last one */
 } Run;
 
-static void reset_task(Run *r, int64_t m, int64_t q, int64_t cpu) {
+static inline void reset_task(int16_t *restrict st, int64_t N, int64_t C, int64_t m, int64_t q,
+                              int64_t cpu) {
     int64_t idx;
     if (q == 0) idx = cpu;
-    else if (q > 0) idx = r->C + q;
-    else { idx = -1 - q; if (idx >= r->C) return; }  /* key -1-c: CPU c's idle task */
-    if (idx < r->N) r->st[m * r->N + idx] = -1;
+    else if (q > 0) idx = C + q;
+    else { idx = -1 - q; if (idx >= C) return; }  /* key -1-c: CPU c's idle task */
+    if (idx < N) st[m * N + idx] = -1;
 }
 
 /* Merged positions j..n-1 (row order[j], or j without an order). out: status, next
    position, log entries (which name rows). RUN_LOG_FULL: replay the log, call again from the
    returned position (nothing of that row was done). */
-void run_rows(Run *r, int64_t j, int64_t n, int64_t *out) {
+void run_rows(Run *rp, int64_t j, int64_t n, int64_t *out) {
+    /* a private copy of the struct: its fields stay in registers (no store into an array
+       can change them), and so do the two counters */
+    Run R = *rp;
+    Run *const r = &R;
+    /* and every array as a pointer of its own: none overlaps another (restrict) */
+    const int8_t *restrict kind_ = rp->kind;
+    const int64_t *restrict ts_ = rp->ts;
+    const int32_t *restrict tid_ = rp->tid;
+    const int32_t *restrict pid_ = rp->pid;
+    const int64_t *restrict val_ = rp->val;
+    const int32_t *restrict stream_ = rp->stream;
+    const int64_t *restrict condbits_ = rp->condbits;
+    const int64_t *restrict order_ = rp->order;
+    const int64_t *restrict stream_cpu_ = rp->stream_cpu;
+    const int64_t *restrict t_hs_ = rp->t_hs;
+    const int64_t *restrict t_he_ = rp->t_he;
+    const int64_t *restrict t_seen_ = rp->t_seen;
+    const uint8_t *restrict t_judged_ = rp->t_judged;
+    const uint8_t *restrict t_switch_ = rp->t_switch;
+    const int64_t *restrict t_prevk_ = rp->t_prevk;
+    const int64_t *restrict t_prevs_ = rp->t_prevs;
+    const int64_t *restrict t_nextk_ = rp->t_nextk;
+    const int64_t *restrict t_nexts_ = rp->t_nexts;
+    const int64_t *restrict h_mon_ = rp->h_mon;
+    const int64_t *restrict h_entry_ = rp->h_entry;
+    const int64_t *restrict h_event_ = rp->h_event;
+    const int64_t *restrict h_tkind_ = rp->h_tkind;
+    const int64_t *restrict h_slot_ = rp->h_slot;
+    const int64_t *restrict h_cond_ = rp->h_cond;
+    const int64_t *restrict h_lut_ = rp->h_lut;
+    const int64_t *restrict h_lslot_ = rp->h_lslot;
+    int8_t *restrict luts_ = rp->luts;
+    const int64_t *restrict m_type_ = rp->m_type;
+    const int16_t *restrict m_fn_ = rp->m_fn;
+    const int16_t *restrict m_init_ = rp->m_init;
+    const uint8_t *restrict m_emit_ = rp->m_emit;
+    int16_t *restrict st_ = rp->st;
+    int64_t *restrict ep_ = rp->ep;
+    int64_t *restrict epoch_ = rp->epoch;
+    uint8_t *restrict seen_ = rp->seen;
+    int64_t *restrict m_events_ = rp->m_events;
+    int64_t *restrict m_errors_ = rp->m_errors;
+    int64_t *restrict m_hooked_ = rp->m_hooked;
+    uint8_t *restrict seen_names_ = rp->seen_names;
+    int64_t *restrict flags_ = rp->flags;
+    int64_t *restrict running_ = rp->running;
+    uint8_t *restrict has_running_ = rp->has_running;
+    int64_t *restrict last_sw_ts_ = rp->last_sw_ts;
+    int64_t *restrict last_sw_pos_ = rp->last_sw_pos;
+    uint8_t *restrict mark_ = rp->mark;
+    int64_t *restrict stats_ = rp->stats;
+    int64_t events = stats_[0], last_ts = stats_[1];
     int64_t nlog = 0;
     const int64_t M = r->M, N = r->N, C = r->C, K = r->nslots;
-    int64_t *log = r->log;
+    int64_t *restrict log = r->log;
     int64_t status = RUN_DONE;
     for (; j < n; j++) {
-        const int64_t i = r->order ? r->order[j] : j;
-        int64_t t = r->tid[i];
+        const int64_t i = order_ ? order_[j] : j;
+        int64_t t = tid_[i];
         int64_t need = 1;
-        if (r->kind[i] == ROW_EVENT) need += r->t_he[t] - r->t_hs[t];
+        if (kind_[i] == ROW_EVENT) need += t_he_[t] - t_hs_[t];
         if (nlog + need > r->log_cap) { status = RUN_LOG_FULL; break; }
-        if (r->kind[i] == ROW_EVENT) {  /* conditions not evaluated yet: ask, change nothing */
-            for (int64_t h = r->t_hs[t]; h < r->t_he[t]; h++) {
-                int64_t L = r->h_lut[h];
-                if (L >= 0 && r->luts[L * r->lut_size + r->val[i * K + r->h_lslot[h]]] < 0) {
+        if (kind_[i] == ROW_EVENT) {  /* conditions not evaluated yet: ask, change nothing */
+            for (int64_t h = t_hs_[t]; h < t_he_[t]; h++) {
+                int64_t L = h_lut_[h];
+                if (L >= 0 && luts_[L * r->lut_size + val_[i * K + h_lslot_[h]]] < 0) {
                     status = RUN_NEED_COND;
-                    out[3] = L; out[4] = r->val[i * K + r->h_lslot[h]];
+                    out[3] = L; out[4] = val_[i * K + h_lslot_[h]];
                     goto done;
                 }
             }
-            r->stats[0]++;
-            r->stats[1] = r->ts[i];
+            events++;
+            last_ts = ts_[i];
         }
-        int64_t c = r->stream_cpu[r->stream[i]];
-        if (r->kind[i] == ROW_LOST) {
-            if (r->detect) r->has_running[c] = 0;
+        int64_t c = stream_cpu_[stream_[i]];
+        if (kind_[i] == ROW_LOST) {
+            if (r->detect) has_running_[c] = 0;
             int64_t *e = log + 7 * nlog++;
             e[0] = LOG_PAGE_LOST; e[1] = i;
             for (int64_t m = 0; m < M; m++) {
-                if (r->m_type[m] == MT_CPU) { if (c < N) r->st[m * N + c] = -1; }
-                else r->epoch[m]++;
+                if (m_type_[m] == MT_CPU) { if (c < N) st_[m * N + c] = -1; }
+                else epoch_[m]++;
             }
             continue;
         }
-        int64_t p = r->pid[i];
-        if (r->detect && r->t_judged[t] && p >= 0) {
-            int is_sw = r->t_switch[t] != 0, obs_ok = 1;
+        int64_t p = pid_[i];
+        if (r->detect && t_judged_[t] && p >= 0) {
+            int is_sw = t_switch_[t] != 0, obs_ok = 1;
             int64_t obs = p;
             if (is_sw) {
-                if (r->t_prevk[t] == PK_SLOT) obs = r->val[i * K + r->t_prevs[t]];
-                else if (r->t_prevk[t] == PK_NONE) obs_ok = 0;
+                if (t_prevk_[t] == PK_SLOT) obs = val_[i * K + t_prevs_[t]];
+                else if (t_prevk_[t] == PK_NONE) obs_ok = 0;
             }
-            if (obs_ok && r->has_running[c] && obs != r->running[c]) {
-                int64_t expected = r->running[c];
+            if (obs_ok && has_running_[c] && obs != running_[c]) {
+                int64_t expected = running_[c];
                 int64_t *e = log + 7 * nlog++;
                 e[0] = LOG_CONT_GAP; e[1] = i; e[2] = expected; e[3] = obs; e[4] = 0; e[5] = -2;
-                if (is_sw && r->last_sw_pos[c] != -2 && r->last_sw_ts[c] == r->ts[i]) {
-                    e[4] = 1; e[5] = r->last_sw_pos[c];
+                if (is_sw && last_sw_pos_[c] != -2 && last_sw_ts_[c] == ts_[i]) {
+                    e[4] = 1; e[5] = last_sw_pos_[c];
                 }
                 for (int64_t m = 0; m < M; m++) {
-                    if (r->m_type[m] == MT_TASK) {
-                        reset_task(r, m, expected, c);
-                        reset_task(r, m, obs, c);
+                    if (m_type_[m] == MT_TASK) {
+                        reset_task(st_, N, C, m, expected, c);
+                        reset_task(st_, N, C, m, obs, c);
                     }
-                    else if (r->m_type[m] == MT_CPU) { if (c < N) r->st[m * N + c] = -1; }
-                    else r->epoch[m]++;
+                    else if (m_type_[m] == MT_CPU) { if (c < N) st_[m * N + c] = -1; }
+                    else epoch_[m]++;
                 }
             }
             if (is_sw) {
-                r->last_sw_pos[c] = i; r->last_sw_ts[c] = r->ts[i];
-                if (r->t_nextk[t] == PK_SLOT) {
-                    r->running[c] = r->val[i * K + r->t_nexts[t]]; r->has_running[c] = 1;
+                last_sw_pos_[c] = i; last_sw_ts_[c] = ts_[i];
+                if (t_nextk_[t] == PK_SLOT) {
+                    running_[c] = val_[i * K + t_nexts_[t]]; has_running_[c] = 1;
                 }
             } else if (obs_ok) {
-                r->running[c] = obs; r->has_running[c] = 1;
+                running_[c] = obs; has_running_[c] = 1;
             }
         }
-        if (r->flags[0] == 0) {
-            if (i != r->flags[1]) continue;
-            r->flags[0] = 1;
-            for (int64_t m = 0; m < M; m++) r->epoch[m]++;  /* enabling resets every instance */
+        if (flags_[0] == 0) {
+            if (i != flags_[1]) continue;
+            flags_[0] = 1;
+            for (int64_t m = 0; m < M; m++) epoch_[m]++;  /* enabling resets every instance */
         }
-        if (r->t_seen[t] >= 0) r->seen_names[r->t_seen[t]] = 1;
-        int64_t hs = r->t_hs[t], he = r->t_he[t];
+        if (t_seen_[t] >= 0) seen_names_[t_seen_[t]] = 1;
+        int64_t hs = t_hs_[t], he = t_he_[t];
         if (hs >= he) continue;
-        for (int64_t m = 0; m < M; m++) r->mark[m] = 0;
+        for (int64_t m = 0; m < M; m++) mark_[m] = 0;
         for (int64_t h = hs; h < he; h++) {
-            int64_t cb = r->h_cond[h], L = r->h_lut[h];
-            if (cb >= 0 && ((r->condbits[i] >> cb) & 1) == 0) continue;
-            if (L >= 0 && !r->luts[L * r->lut_size + r->val[i * K + r->h_lslot[h]]]) continue;
-            int64_t m = r->h_mon[h], tk = r->h_tkind[h], mt = r->m_type[m], idx;
+            int64_t cb = h_cond_[h], L = h_lut_[h];
+            if (cb >= 0 && ((condbits_[i] >> cb) & 1) == 0) continue;
+            if (L >= 0 && !luts_[L * r->lut_size + val_[i * K + h_lslot_[h]]]) continue;
+            int64_t m = h_mon_[h], tk = h_tkind_[h], mt = m_type_[m], idx;
             if (tk == TK_NEVER) continue;
             if (tk == TK_GLOBAL) idx = 0;
             else {
-                int64_t ident = tk != TK_CURRENT ? r->val[i * K + r->h_slot[h]]
+                int64_t ident = tk != TK_CURRENT ? val_[i * K + h_slot_[h]]
                                 : mt == MT_TASK ? p : c;
                 if (ident < 0) continue;
                 idx = mt == MT_TASK ? (ident == 0 ? c : C + ident) : ident;
             }
             if (idx >= N) { status = RUN_BUG; goto done; }
-            if (!r->mark[m]) { r->mark[m] = 1; r->m_hooked[m]++; }
+            if (!mark_[m]) { mark_[m] = 1; m_hooked_[m]++; }
             int64_t at = m * N + idx;
-            r->seen[at] = 1;
+            seen_[at] = 1;
             int64_t s;
-            if (r->ep[at] == r->epoch[m] && r->st[at] >= 0) s = r->st[at];
+            if (ep_[at] == epoch_[m] && st_[at] >= 0) s = st_[at];
             else {
-                if (r->h_entry[h] == E_HANDLE) continue;
-                s = r->m_init[m]; r->st[at] = (int16_t)s; r->ep[at] = r->epoch[m];
-                if (r->h_entry[h] == E_START) continue;
+                if (h_entry_[h] == E_HANDLE) continue;
+                s = m_init_[m]; st_[at] = (int16_t)s; ep_[at] = epoch_[m];
+                if (h_entry_[h] == E_START) continue;
             }
-            int64_t ev = r->h_event[h];
-            int64_t nx = r->m_fn[(m * r->S + s) * r->E + ev];
-            r->m_events[m]++;
+            int64_t ev = h_event_[h];
+            int64_t nx = m_fn_[(m * r->S + s) * r->E + ev];
+            m_events_[m]++;
             if (nx < 0) {
-                r->m_errors[m]++;
+                m_errors_[m]++;
                 int64_t *e = log + 7 * nlog++;
                 e[0] = LOG_ERROR; e[1] = i; e[2] = m; e[3] = idx; e[4] = s; e[5] = ev;
-                r->st[at] = -1;
+                st_[at] = -1;
             } else {
-                r->st[at] = (int16_t)nx;
-                if (r->m_emit[m]) {
+                st_[at] = (int16_t)nx;
+                if (m_emit_[m]) {
                     int64_t *e = log + 7 * nlog++;
                     e[0] = LOG_EVENT; e[1] = i; e[2] = m; e[3] = idx; e[4] = s; e[5] = ev;
                     e[6] = nx;
@@ -269,6 +322,7 @@ void run_rows(Run *r, int64_t j, int64_t n, int64_t *out) {
         }
     }
 done:
+    stats_[0] = events; stats_[1] = last_ts;
     out[0] = status; out[1] = j; out[2] = nlog;
 }
 """
@@ -560,6 +614,7 @@ class _Conditions:
         self.luts: dict[tuple[int, int], np.ndarray] = {}
         #: the conditions evaluated here per batch (the others: tables in the C loop)
         self.general = set(plan.conds)
+        self._zeros = np.zeros(0, np.int64)
 
     def evaluate(self, tid: int, hook: Hook, names: list[str], values: tuple[int, ...]) -> bool:
         key = (tid, self.plan.cond_bit[id(hook)])
@@ -580,9 +635,12 @@ class _Conditions:
 
     def bits(self, batch: Batch) -> np.ndarray:
         rows = batch.rows
-        out = np.zeros(len(rows), np.int64)
+        if len(self._zeros) < len(rows):  # one buffer for every batch (no fresh memory each)
+            self._zeros = np.zeros(max(len(rows), 2 * len(self._zeros)), np.int64)
+        out = self._zeros[: len(rows)]
         if not self.general:
-            return out
+            return out  # all zero: never written
+        out[:] = 0
         tids = rows.tid
         wheres: dict[int, np.ndarray] = {}
         for (tid, cb), (hook, cslots, names) in self.plan.conds.items():
@@ -680,7 +738,8 @@ class FastRun:
         self.has_running = np.zeros(self.C, np.uint8)
         self.last_sw_ts = np.zeros(self.C, np.int64)
         self.last_sw_pos = np.full(self.C, -2, np.int64)
-        self.carried_switch: dict[int, dict[str, Any]] = {}
+        #: per CPU, the last sched_switch of the batches before (decoded only when needed)
+        self.carried_switch: dict[int, Callable[[], dict[str, Any]]] = {}
         self.mark = np.zeros(M, np.uint8)
         self.stream_cpu = np.array(cpus or [0], np.int64)
         self.conditions = _Conditions(plan, self.trace.layout.byteorder)
@@ -919,10 +978,11 @@ class FastRun:
                     "is running: a sched_switch was lost"
                 )
                 if dup:
+                    carried = self.carried_switch.get(cpu)
                     last = (
                         self.trace.decode_record(batch, lpos)
                         if lpos >= 0
-                        else self.carried_switch.get(cpu)
+                        else (carried() if carried is not None else None)
                     )
                     if last is not None and last == self.trace.decode_record(batch, pos):
                         reason = (
@@ -996,7 +1056,7 @@ class FastRun:
         for c in range(self.C):
             pos = int(self.last_sw_pos[c])
             if pos >= 0:
-                self.carried_switch[c] = self.trace.decode_record(batch, pos)
+                self.carried_switch[c] = self.trace.record_at(batch, pos)
                 self.last_sw_pos[c] = -1
         if comm_index is not None:
             comm_index.carry()

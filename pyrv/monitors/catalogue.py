@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pyrv.models.dot import DotModel
-from pyrv.models.hybrid import HybridAutomaton, Invariant
 from pyrv.monitors.da import DAMonitor, MonitorType
-from pyrv.monitors.ha import HAMonitor
 from pyrv.monitors.hooks import MonitorDef, load_definition
 from pyrv.monitors.monitor import Container, Monitor
 from pyrv.monitors.records import Context
 from pyrv.monitors.registry import RV
+
+if TYPE_CHECKING:
+    from pyrv.models.hybrid import HybridAutomaton, Invariant
 
 #: Makefile link order of the monitors this catalogue ships (kernel/trace/rv/Makefile).
 KERNEL_ORDER = (
@@ -82,11 +84,16 @@ def kernel_definitions() -> dict[str, MonitorDef]:
 
 @functools.cache
 def _bundled_definitions() -> dict[str, MonitorDef]:
-    return {
-        name: load_monitor_definition(definitions_dir() / f"{name}.toml")
-        for name in KERNEL_ORDER
-        if name not in CONTAINERS
-    }
+    return {name: kernel_definition(name) for name in KERNEL_ORDER if name not in CONTAINERS}
+
+
+@functools.cache
+def kernel_definition(name: str) -> MonitorDef:
+    """One bundled definition (a monitor of :data:`KERNEL_ORDER`, not a container), read once
+    per process: a run of one monitor need not parse the others' files and models."""
+    if name not in KERNEL_ORDER or name in CONTAINERS:
+        raise KeyError(name)
+    return load_monitor_definition(definitions_dir() / f"{name}.toml")
 
 
 def build_monitor(
@@ -129,61 +136,78 @@ def _build_ltl(defn: MonitorDef) -> Monitor:
     return mon
 
 
-class NomissMonitor(HAMonitor):
-    """nomiss (§4.18) with what nomiss.c computes per entity: ``DEADLINE_NS`` (the entity's
-    relative deadline + ``deadline_thresh``) bounds the invariants of ``ready`` and ``running``,
-    and the values ``is_constr_dl`` and ``is_defer``.
-
-    A trace does not show ``sched_attr``: relative deadlines and constrained-ness come from the
-    parameters (see pyrv/monitors/defs/nomiss.toml). Object ids <= 0 are dl servers (the fair
-    server of CPU n is -n, the ext server -n - ncpus), deferred, with implicit deadlines.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        description: str,
-        model: HybridAutomaton,
-        values: Mapping[str, int],
-        deadline_thresh: int,
-    ) -> None:
-        super().__init__(name, description, model, MonitorType.PER_OBJ)
-        self.values_of = dict(values)
-        self.deadline_thresh = deadline_thresh
-        self.env_provider = self._entity_values
-
-    def _param(self, name: str, ident: int) -> int:
-        return self.values_of.get(f"{name}_{ident}", self.values_of[name])
-
-    def relative_deadline(self, ident: int) -> int:
-        """``dl_deadline`` of the entity, in ns."""
-        if ident <= 0:
-            return self.values_of["server_deadline_ns"]
-        return self._param("dl_deadline_ns", ident)
-
-    def deadline_ns(self, ident: int) -> int:
-        """``DEADLINE_NS(ha_mon)``: relative deadline + deadline_thresh."""
-        return self.relative_deadline(ident) + self.deadline_thresh
-
-    def _entity_values(self, key: Hashable, ctx: Context) -> dict[str, int]:
-        server = isinstance(key, int) and key <= 0
-        constr = 0 if server else self._param("is_constr_dl", key)  # type: ignore[arg-type]
-        return {"is_constr_dl": int(bool(constr)), "is_defer": int(server)}
-
-    def _bound(self, key: Hashable, inv: Invariant) -> Invariant:
-        ns = self.deadline_ns(key)  # type: ignore[arg-type]
-        return dataclasses.replace(inv, bound=ns, bound_ns=ns)
-
-    def _arm(self, key: Hashable, inv: Invariant, store: list[int | None], ctx: Context) -> None:
-        super()._arm(key, self._bound(key, inv), store, ctx)
-
-    def _invariant_holds(
-        self, key: Hashable, inv: Invariant, store: list[int | None], ts: int
-    ) -> bool:
-        return super()._invariant_holds(key, self._bound(key, inv), store, ts)
+def __getattr__(name: str) -> Any:
+    if name == "NomissMonitor":  # built on first use: the hybrid engine is not always needed
+        return _nomiss_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> NomissMonitor:
+@functools.cache
+def _nomiss_class() -> type:
+    """The nomiss monitor's class, made when first needed (its base, the hybrid-automaton
+    engine, is imported only then)."""
+    from pyrv.monitors.ha import HAMonitor
+
+    class NomissMonitor(HAMonitor):
+        """nomiss (§4.18) with what nomiss.c computes per entity: ``DEADLINE_NS`` (the
+        entity's relative deadline + ``deadline_thresh``) bounds the invariants of ``ready``
+        and ``running``, and the values ``is_constr_dl`` and ``is_defer``.
+
+        A trace does not show ``sched_attr``: relative deadlines and constrained-ness come from
+        the parameters (see pyrv/monitors/defs/nomiss.toml). Object ids <= 0 are dl servers
+        (the fair server of CPU n is -n, the ext server -n - ncpus), deferred, with implicit
+        deadlines.
+        """
+
+        def __init__(
+            self,
+            name: str,
+            description: str,
+            model: HybridAutomaton,
+            values: Mapping[str, int],
+            deadline_thresh: int,
+        ) -> None:
+            super().__init__(name, description, model, MonitorType.PER_OBJ)
+            self.values_of = dict(values)
+            self.deadline_thresh = deadline_thresh
+            self.env_provider = self._entity_values
+
+        def _param(self, name: str, ident: int) -> int:
+            return self.values_of.get(f"{name}_{ident}", self.values_of[name])
+
+        def relative_deadline(self, ident: int) -> int:
+            """``dl_deadline`` of the entity, in ns."""
+            if ident <= 0:
+                return self.values_of["server_deadline_ns"]
+            return self._param("dl_deadline_ns", ident)
+
+        def deadline_ns(self, ident: int) -> int:
+            """``DEADLINE_NS(ha_mon)``: relative deadline + deadline_thresh."""
+            return self.relative_deadline(ident) + self.deadline_thresh
+
+        def _entity_values(self, key: Hashable, ctx: Context) -> dict[str, int]:
+            server = isinstance(key, int) and key <= 0
+            constr = 0 if server else self._param("is_constr_dl", key)  # type: ignore[arg-type]
+            return {"is_constr_dl": int(bool(constr)), "is_defer": int(server)}
+
+        def _bound(self, key: Hashable, inv: Invariant) -> Invariant:
+            ns = self.deadline_ns(key)  # type: ignore[arg-type]
+            return dataclasses.replace(inv, bound=ns, bound_ns=ns)
+
+        def _arm(
+            self, key: Hashable, inv: Invariant, store: list[int | None], ctx: Context
+        ) -> None:
+            super()._arm(key, self._bound(key, inv), store, ctx)
+
+        def _invariant_holds(
+            self, key: Hashable, inv: Invariant, store: list[int | None], ts: int
+        ) -> bool:
+            return super()._invariant_holds(key, self._bound(key, inv), store, ts)
+
+    return NomissMonitor
+
+
+def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> Monitor:
     """nomiss with its parameters: the definition's, overridden by ``params`` (which may also
     name one task's: ``dl_deadline_ns_<pid>``, ``is_constr_dl_<pid>``); ``deadline_thresh``
     defaults to one tick at ``hz`` (the kernel's ``TICK_NSEC``)."""
@@ -202,7 +226,7 @@ def _build_nomiss(defn: MonitorDef, hz: int, params: Mapping[str, int]) -> Nomis
         raise ValueError(
             f"monitor {defn.name}: the hybrid model's DA table is not the definition's"
         )
-    mon = NomissMonitor(defn.name, defn.description, model, values, thresh)
+    mon = _nomiss_class()(defn.name, defn.description, model, values, thresh)
     mon.definition = defn
     return mon
 
@@ -240,21 +264,26 @@ def build_rv(
     rv_factory: Callable[[int], RV] | None = None,
     hz: int | None = None,
     params: dict[str, int] | None = None,
+    only: Collection[str] | None = None,
 ) -> RV:
     """An RV registry holding the kernel's monitors (or ``definitions``, which replace built-ins
-    of the same name and add new ones after them), registered in kernel order."""
-    defs = kernel_definitions()
-    for d in definitions or ():
-        defs[d.name] = d
+    of the same name and add new ones after them), registered in kernel order.
+
+    ``only``: build and register just these monitors (and every container, all in the same
+    order as the full registry), e.g. for a check of one monitor: the other definitions are
+    not even read."""
+    user = {d.name: d for d in definitions or ()}
     rv = rv_factory(per_task_slots) if rv_factory else RV(per_task_slots=per_task_slots)
     containers: dict[str, Monitor] = {}
-    order = [n for n in KERNEL_ORDER] + [n for n in defs if n not in KERNEL_ORDER]
+    order = [*KERNEL_ORDER, *(n for n in user if n not in KERNEL_ORDER)]
     for name in order:
         if name in CONTAINERS:
             containers[name] = Container(name, CONTAINERS[name])
             rv.register_monitor(containers[name])
             continue
-        d = defs[name]
+        if only is not None and name not in only:
+            continue
+        d = user[name] if name in user else kernel_definition(name)
         parent = None
         if d.container is not None:
             if d.container not in containers:
