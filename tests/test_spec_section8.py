@@ -199,6 +199,7 @@ from pyrv.models.automaton import Automaton
 from pyrv.monitors.catalogue import build_rv, kernel_definitions, load_monitor_definition
 from pyrv.monitors.da import DAMonitor, Entry, MonitorType
 from pyrv.monitors.facts import TaskFacts
+from pyrv.monitors.hooks import DefinitionError
 from pyrv.monitors.monitor import Monitor
 from pyrv.monitors.reactors import Reactor
 from pyrv.monitors.records import Context, Record
@@ -442,13 +443,14 @@ def test_registration_failure_propagates(tmp_path, capsys, name):
     fails (a child named like a file of its container's directory: tracefs cannot create it,
     ENOMEM) is an error of the whole start-up, not a monitor silently missing."""
     path = user_definition(tmp_path, name, "a child named like a file", container="sched")
-    with pytest.raises(OSError) as err:
+    with pytest.raises(DefinitionError) as err:
         build_rv([load_monitor_definition(path)])
-    assert err.value.errno == errno.ENOMEM
+    assert err.value.errno == errno.ENOMEM and err.value.source == str(path)
     for command in (["list"], ["check", "-m", name]):
         assert main([*command, "-d", str(path)]) == 2
         err_text = capsys.readouterr().err
         assert "Traceback" not in err_text and f"cannot create directory '{name}'" in err_text
+        assert f": {path}: monitor {name}: the RV registry refuses it" in err_text
 
 
 def test_every_listing_file_of_the_catalogue():

@@ -358,8 +358,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         rv = build_rv(defs, per_task_slots=8)
-    except OSError as exc:  # a monitor the registry refuses (rv_register_monitor's errno)
-        print(f"pyrv list: cannot register the monitors: {exc.strerror or exc}", file=sys.stderr)
+    except DefinitionError as exc:  # a monitor the registry refuses (rv_register_monitor's errno)
+        print(f"pyrv list: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
         provides = _event_source(args.events) if args.events else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -254,6 +255,22 @@ def _check_env(defn: MonitorDef, model: HybridAutomaton) -> None:
         )
 
 
+def _register(rv: RV, mon: Monitor, parent: Monitor | None, defn: MonitorDef) -> None:
+    """rv_register_monitor; its refusal (a name the kernel's tree cannot hold: -EINVAL,
+    -EEXIST, -ENOMEM for a directory it cannot make) names the definition it came from."""
+    try:
+        rv.register_monitor(mon, parent)
+    except OSError as exc:
+        from pyrv.monitors.hooks import DefinitionError
+
+        why = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+        err = DefinitionError(
+            defn.source, None, f"monitor {defn.name}: the RV registry refuses it: {why}"
+        )
+        err.errno = exc.errno  # type: ignore[attr-defined]  # the kernel's, for API callers
+        raise err from None
+
+
 def _is_hybrid(defn: MonitorDef) -> bool:
     return defn.is_hybrid
 
@@ -290,5 +307,5 @@ def build_rv(
                 containers[d.container] = Container(d.container, f"container {d.container}.")
                 rv.register_monitor(containers[d.container])
             parent = containers[d.container]
-        rv.register_monitor(build_monitor(d, hz, params), parent)
+        _register(rv, build_monitor(d, hz, params), parent, d)
     return rv
