@@ -907,25 +907,41 @@ class RawTraceDir:
 
     def _guard(self, items: Iterator[TraceItem], cpu_file: _CpuFile) -> Iterator[TraceItem]:
         """Damage ends this CPU's stream with a marker: nothing after it can be judged."""
-        last: int | None = None
-        try:
-            for item in items:
-                if item.ts is not None:
-                    last = item.ts
-                yield item
-        except BinaryTraceError as exc:
+
+        def damaged(exc: BinaryTraceError) -> str:
             reason = f"{cpu_file.path.name}: {exc.reason}"
             if self.stopped_at is None:
                 self.stopped_at, self.stop_reason = exc.offset, reason
-            yield LostEvents(
-                cpu_file.cpu,
-                None,
-                f"truncated or corrupt: {reason}; CPU {cpu_file.cpu} has no events after this"
-                " point",
-                last if last is not None else 0,  # nothing read: lost from the start
-                str(cpu_file.path),
-                until_end=True,
-            )
+            return f"{reason}; CPU {cpu_file.cpu}"
+
+        return end_at_damage(items, cpu_file.cpu, str(cpu_file.path), damaged)
+
+
+def end_at_damage(
+    items: Iterator[TraceItem],
+    cpu: int,
+    source: str,
+    damaged: Callable[[BinaryTraceError], str],
+) -> Iterator[TraceItem]:
+    """One CPU's stream read with ``partial``: its items up to the damage, then a loss until
+    the end of the trace from its last time (0 when none was read: lost from the start).
+    ``damaged(exc)`` records where reading stopped (or raises) and names what was cut."""
+    last: int | None = None
+    try:
+        for item in items:
+            if item.ts is not None:
+                last = item.ts
+            yield item
+    except BinaryTraceError as exc:
+        what = damaged(exc)
+        yield LostEvents(
+            cpu,
+            None,
+            f"truncated or corrupt: {what} has no events after this point",
+            last if last is not None else 0,
+            source,
+            until_end=True,
+        )
 
 
 def _with_source(items: Iterator[TraceItem], source: str) -> Iterator[TraceItem]:

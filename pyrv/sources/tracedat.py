@@ -74,6 +74,7 @@ from pyrv.sources.ring_buffer import (
     BinaryTraceError,
     PageDecoder,
     RingBufferLayout,
+    end_at_damage,
     parse_cmdlines,
     parse_printk,
     parse_trace_clock,
@@ -821,30 +822,18 @@ class TraceDat:
         self, items: Iterator[TraceItem], buf: BufferInfo, cd: CpuData
     ) -> Iterator[TraceItem]:
         """With ``partial``, damage ends this CPU's stream with a marker instead of raising."""
-        last: int | None = None
-        try:
-            for item in items:
-                if item.ts is not None:
-                    last = item.ts
-                yield item
-        except BinaryTraceError as exc:
+
+        def damaged(exc: BinaryTraceError) -> str:
             if not self.partial:
-                raise
+                raise exc
             if self.stopped_at is None or (exc.offset or 0) < self.stopped_at:
                 self.stopped_at = exc.offset
                 self.stop_reason = exc.reason
                 if self.index_lost:
                     self.stop_reason += f"; {self.index_lost}"
-            yield LostEvents(
-                cd.cpu,
-                None,
-                f"truncated or corrupt: {exc.reason}; CPU {cd.cpu}"
-                + (f" of buffer {buf.name!r}" if buf.name else "")
-                + " has no events after this point",
-                last if last is not None else 0,  # nothing read: lost from the start
-                self.source,
-                until_end=True,
-            )
+            return f"{exc.reason}; CPU {cd.cpu}" + (f" of buffer {buf.name!r}" if buf.name else "")
+
+        return end_at_damage(items, cd.cpu, self.source, damaged)
 
     def _unread(self, buf: BufferInfo, cpu: int) -> LostEvents:
         """A recovered buffer's CPU whose data (if it had any) could not be read."""
