@@ -363,3 +363,28 @@ def test_a_jiffy_clock_is_named_as_too_coarse_to_order_cpus(clock, capsys):
         assert ties > 0 and f"{ties} events carry the stamp of another CPU's event" in err
     else:
         assert ties == 0 and "too coarsely" not in err
+
+
+def test_list_events_of_a_trace_dat_agrees_with_check(capsys):
+    """A trace.dat holds the formats of more events than it recorded: `list --events` must
+    say what `check` finds, i.e. wakeup's lock/syscall events are missing from a sched-only
+    recording (its text twin sched_trace.txt has none of them), and every monitor it calls
+    fed runs under check."""
+    dat = need_shared(RECORDED / "tracedat" / "sched_v7_zstd.dat")
+    assert (
+        "contention_begin"
+        not in need_shared(RECORDED / "ftrace-text" / "sched_trace.txt").read_text()
+    )
+    assert main(["list", "--events", str(dat)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    wakeup = next(ln for ln in lines if ln.startswith(" - wakeup"))
+    assert "[events missing: lock:contention_begin" in wakeup
+    fed = [
+        ln.split()[1] if ln.startswith(" - ") else ln.split()[0]
+        for ln in lines
+        if "[events: yes]" in ln
+    ]
+    assert fed
+    for name in fed:
+        assert main(["check", "-m", name, str(dat)]) in (0, 1), name
+    capsys.readouterr()

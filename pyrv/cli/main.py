@@ -410,9 +410,27 @@ def _event_source(where: str):  # noqa: ANN202 - a predicate over event names
         return kernel_presence(Tracefs(path))
     from pyrv.api import CheckOptions, _presence
     from pyrv.sources.detect import open_trace
+    from pyrv.sources.events import TraceEvent
+    from pyrv.sources.ftrace_text import TextTraceReader
 
-    reader, _items = open_trace(where)
-    return _presence([where], [reader], CheckOptions())
+    reader, items = open_trace(where)
+    declared = _presence([where], [reader], CheckOptions())
+    if isinstance(reader, TextTraceReader):
+        return declared  # a byte scan of the text found the events themselves
+    # a binary trace carries the formats of more events than were recorded: read it once
+    occurred: set[str] = set()
+    scanned = False
+
+    def present(name: str) -> bool:
+        nonlocal scanned
+        if not declared(name):
+            return False
+        if not scanned:
+            occurred.update(e.name for e in items if isinstance(e, TraceEvent))
+            scanned = True
+        return name in occurred
+
+    return present
 
 
 def _events_note(mon: object, present) -> str:  # noqa: ANN001
