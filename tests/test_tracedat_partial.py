@@ -376,7 +376,7 @@ def test_a_cut_before_the_first_options_section_reads_nothing_and_says_why(
     """trace-cmd's v7 header ends with the offset of the first options section, which indexes
     the headers and formats and precedes the CPU data (trace-cmd.dat.v7 layout): a file cut
     before it holds no event, so even --partial is an error, naming that section and offset."""
-    data = path.read_bytes()
+    data = need_shared(path).read_bytes()
     at = data.index(b"\0", 10) + 3  # after the version string, endianness, long size
     at += 4  # page size
     for _ in range(2):  # compression name and version strings
