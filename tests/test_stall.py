@@ -226,6 +226,24 @@ def test_the_dispatcher_stamps_a_timer_with_the_task_running_on_its_cpu():
     )
 
 
+def test_a_timer_names_the_task_that_ran_when_it_fired_not_the_one_after():
+    """Woken at 1 ms (by t7), t200 switched in at 3 ms, the CPU's next event is t200's switch
+    to t300 at 9 ms: the 4 ms deadline (5 ms) passed while t200 ran, so the record names t200,
+    not t300 (the task switched in by the event that let time pass)."""
+    mon, out, _ = build(1)
+    run(
+        mon,
+        [
+            switch(0, 100, "S", 7, cpu=0),
+            wakeup(1 * MS, 100, waker=7),
+            switch(3 * MS, 7, "R+", 200, cpu=0),
+            switch(9 * MS, 200, "S", 300, cpu=0),
+        ],
+    )
+    assert out[-1].kind == "error_env" and out[-1].context.ts == 5 * MS
+    assert (out[-1].context.pid, out[-1].context.comm) == (200, "t200")
+
+
 # --------------------------------------------------------------------------- real traces
 
 TRACES = [

@@ -48,12 +48,13 @@ class Dispatcher:
         """Run every hook of ``ev``'s tracepoint (first, let time pass for timed monitors: a
         deadline that expired before this event fires before it, as the kernel's timer did)."""
         if self.timed:
-            if ev.name == "sched_switch" and isinstance(ev.fields.get("next_pid"), int):
-                self._current[ev.cpu] = (ev.fields["next_pid"], str(ev.fields.get("next_comm")))
-            else:
-                self._current[ev.cpu] = (ev.pid, ev.comm)
+            # the task in this event's context ran on its CPU up to it (a switch's prev, too):
+            # a deadline that expired before it fired while that task ran
+            self._current[ev.cpu] = (ev.pid, ev.comm)
             for mon in self.timed:
                 mon.advance_time(ev.ts, self._timer_context)  # type: ignore[attr-defined]
+            if ev.name == "sched_switch" and isinstance(ev.fields.get("next_pid"), int):
+                self._current[ev.cpu] = (ev.fields["next_pid"], str(ev.fields.get("next_comm")))
         if self.learn:
             self.facts.learn(ev)
         hooks = self.by_event.get(ev.name)
