@@ -388,3 +388,17 @@ def test_list_events_of_a_trace_dat_agrees_with_check(capsys):
     for name in fed:
         assert main(["check", "-m", name, str(dat)]) in (0, 1), name
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("dat", ["sched_v6.dat", "sched_v7_zstd.dat"])
+def test_a_trace_dat_prints_the_lines_its_kernels_text_would(dat, capsys):
+    """sched_trace.txt is the kernel's own text of the buffer the .dat files hold: the kernel
+    prints ns as µs rounded to nearest (trace-formats §1.5), so every event_/error_ line pyrv
+    prints from the .dat equals the one it prints from the text, timestamps included."""
+    text = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    outs = []
+    for path in (text, need_shared(RECORDED / "tracedat" / dat)):
+        main(["check", "--events", str(path)])
+        out = capsys.readouterr().out.splitlines()
+        outs.append([ln for ln in out if not ln.startswith(("#", "=="))])
+    assert len(outs[0]) > 3000 and outs[0] == outs[1]

@@ -26,7 +26,8 @@ class Context:
         if self.counter_clock:
             stamp = f"{self.ts:12d}"
         else:
-            stamp = f"{self.ts // 1_000_000_000:5d}.{(self.ts // 1000) % 1_000_000:06d}"
+            us = (self.ts + 500) // 1000  # the kernel's ns2usecs: rounded, not truncated
+            stamp = f"{us // 1_000_000:5d}.{us % 1_000_000:06d}"
         return f"{self.comm:>16}-{self.pid:<7d} [{self.cpu:03d}] {stamp}:"
 
 
