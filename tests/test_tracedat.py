@@ -458,3 +458,25 @@ def test_random_damage_in_the_data_is_never_a_traceback(tmp_path: Path, name: st
         items = list(td)
         marks = [i for i in items if isinstance(i, LostEvents)]
         assert (td.stopped_at is None) == (not marks)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (b"__print_flags(", b"__print_flagz(", "has no __print_flags table for prev_state"),
+        (b"field:int common_pid;", b"field:int commoe_pid;", "has no common_pid field"),
+    ],
+)
+def test_damaged_event_formats_are_refused_before_any_verdict(tmp_path, old, new, message):
+    """A damaged format (a compressed section has no checksum: garbage can decompress) must
+    not be decoded anyway: without common_pid every pid would be -1, without the state table
+    no prev_state would ever read 'S' and every monitor would pass having judged nothing."""
+    from pyrv.api import CheckError, CheckOptions, check
+
+    data = need_shared(TRACEDAT / "sched_v7_nocomp.dat").read_bytes()
+    assert old in data and len(old) == len(new)
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes(data.replace(old, new))
+    for engine in ("auto", "reference"):
+        with pytest.raises((TraceError, CheckError), match=re.escape(message)):
+            check(bad, CheckOptions(monitors=["wwnr"], engine=engine))

@@ -229,6 +229,41 @@ def irq_flags(flags: int, preempt_count: int) -> str:
     return f"{c1}{c2}{c3}{f'{low:x}' if low else '.'}{f'{high:x}' if high else '.'}"
 
 
+def check_formats(formats: FormatSet, catalogue: Catalogue, source: str) -> None:
+    """Refuse formats no record can be decoded by, before any verdict: a format without the
+    ``common_type``/``common_pid`` every kernel writes, or an event whose task state pyrv turns
+    into the kernel's letters (``prev_state``) without the ``__print_flags`` table that says
+    which. Both mean a damaged file (a compressed section that decompressed to garbage has no
+    checksum to catch it): read anyway, every pid would be -1 or no state would ever match."""
+    for fmt in formats:
+        what = f"event format {fmt.system + ':' if fmt.system else ''}{fmt.name}"
+        names = {f.name for f in fmt.common_fields}
+        missing = [n for n in ("common_type", "common_pid") if n not in names]
+        if missing:
+            first = [f.name for f in (*fmt.common_fields, *fmt.fields)][:4]
+            raise BinaryTraceError(
+                source,
+                "event formats",
+                None,
+                f"{what} has no {' or '.join(missing)} field (its first fields: "
+                f"{', '.join(first) or 'none'}): the format files are damaged",
+            )
+        tp = catalogue.lookup(f"{fmt.system}:{fmt.name}") if fmt.system else None
+        if tp is None:
+            tp = catalogue.lookup(fmt.name)
+        states = [f.name for f in tp.fields if f.conv == "state"] if tp is not None else []
+        own = {f.name for f in fmt.fields}
+        if any(n in own for n in states) and fmt.state_flags() is None:
+            raise BinaryTraceError(
+                source,
+                "event formats",
+                None,
+                f"{what}: its print fmt has no __print_flags table for {', '.join(states)}, so"
+                " the letters this kernel prints for a task state cannot be known (the format"
+                " file is damaged)",
+            )
+
+
 # ---------------------------------------------------------------------------------------------
 # Field conversions used by the generated decoders.
 
@@ -573,6 +608,7 @@ class PageDecoder:
         self.catalogue = catalogue
         self._decoders: dict[int, EventDecoder | None] = {}
         self._flags: dict[tuple[int, int], str] = {}
+        check_formats(formats, catalogue or CATALOGUE, source)
         common = next((f.common_fields for f in formats if f.common_fields), None)
         ctype = next((f for f in common or () if f.name == "common_type"), None)
         if ctype is None:
