@@ -402,3 +402,12 @@ def test_a_trace_dat_prints_the_lines_its_kernels_text_would(dat, capsys):
         out = capsys.readouterr().out.splitlines()
         outs.append([ln for ln in out if not ln.startswith(("#", "=="))])
     assert len(outs[0]) > 3000 and outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("command", ["mon", "record"])
+@pytest.mark.parametrize("value", ["-1", "0", "x", "nan"])
+def test_a_duration_that_is_not_a_positive_number_is_a_usage_error(command, value, capsys):
+    args = [command, "wwnr"] if command == "mon" else [command, "-o", "/nonexistent/x.dat"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--duration", value])
+    assert info.value.code == 2 and "--duration" in capsys.readouterr().err

@@ -215,6 +215,7 @@ def test_user_dot_with_two_edges_for_one_state_and_event_is_rejected(tmp_path):
     with pytest.raises(ModelError) as err:
         load_monitor_definition(tmp_path / "m.toml")
     assert err.value.line == 7
+    assert "redefined" in str(err.value) and "the later edge wins" not in str(err.value)
     (tmp_path / "n.toml").write_text(
         '[monitor]\nname = "n"\ntype = "per_cpu"\nmodel = "nosuch.dot"\n'
     )

@@ -498,10 +498,12 @@ class _Builder:
     def error(self, pos: Pos, reason: str) -> ModelError:
         return ModelError(self.source, pos[0], pos[1], reason)
 
-    def warn(self, pos: Pos | None, message: str) -> None:
+    def warn(self, pos: Pos | None, message: str, strict: str | None = None) -> None:
+        """A warning, or in strict mode an error (``strict``: its wording there, when the
+        warning's would not fit a refusal)."""
         line, col = pos if pos else (None, None)
         if self.strict:
-            raise ModelError(self.source, line, col, message + " (strict mode)")
+            raise ModelError(self.source, line, col, strict or message + " (strict mode)")
         self.warnings.append(DotWarning(self.source, line, col, message))
 
     # -- walking
@@ -602,10 +604,15 @@ class _Builder:
         old = self.transitions.get(key)
         if old is not None:
             verb = "repeated" if _state_name(old.dest) == _state_name(dst) else "redefined"
+            what = (
+                f"transition {src!r} x {event!r} {verb} (was -> {_state_name(old.dest)!r} at "
+                f"line {old.event_pos[0]}:{old.event_pos[1]})"
+            )
             self.warn(
                 ev_pos,
-                f"transition {src!r} x {event!r} {verb} (was -> {_state_name(old.dest)!r} at "
-                f"line {old.event_pos[0]}:{old.event_pos[1]}); the later edge wins, as in rvgen",
+                f"{what}; the later edge wins, as in rvgen",
+                strict=f"{what}: rvgen would keep the later edge; a model given to pyrv must"
+                " say one next state for each state and event",
             )
         self.transitions[key] = _Transition(dst, ev_pos, constraints)
 
