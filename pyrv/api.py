@@ -57,7 +57,7 @@ class MonitorSummary:
     name: str
     type: str
     hooked_events: int  # trace events that reached one of its hooks
-    transitions: int  # model events processed by a monitoring instance
+    transitions: int  # model events judged by a monitoring instance (its violations included)
     instances: int  # distinct instances that received an event
     violations: int
 
