@@ -458,6 +458,7 @@ def select_monitors(
             skipped[-1] += _bare_note(skipped)  # said once, after the last
             for note in skipped:
                 opts.on_note(f"not run: {note}")
+    _note_unused_params(opts, [all_mons[n] for n in chosen])
     slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
     rv = build_rv(
         defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params, only=only
@@ -486,6 +487,22 @@ def _plainly_named(requested: Sequence[str], defs: list[MonitorDef]) -> set[str]
             return None
         names.add(name)
     return names
+
+
+def _note_unused_params(opts: CheckOptions, chosen: list[DAMonitor]) -> None:
+    """A parameter of a monitor that does not run here changes nothing: say so."""
+    if not opts.params or opts.on_note is None:
+        return
+    used = {p for m in chosen for p in m.definition.params}
+    if any(m.name == "nomiss" for m in chosen):
+        used.add("deadline_thresh")
+    for name in opts.params:
+        base = name.rstrip("0123456789").removesuffix("_")  # per-task forms: name_<pid>
+        if name not in used and base not in used:
+            opts.on_note(
+                f"--param {name}: no monitor run here ({', '.join(m.name for m in chosen)}) "
+                "has it, so it changes nothing"
+            )
 
 
 def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:

@@ -411,3 +411,10 @@ def test_a_duration_that_is_not_a_positive_number_is_a_usage_error(command, valu
     with pytest.raises(SystemExit) as info:
         main([*args, "--duration", value])
     assert info.value.code == 2 and "--duration" in capsys.readouterr().err
+
+
+def test_a_parameter_of_a_monitor_not_run_is_named_as_changing_nothing(capsys):
+    assert main(["check", "-m", "wwnr", "--param", "threshold_jiffies=5"]) == 0
+    assert "--param threshold_jiffies: no monitor run here (wwnr) has it" in capsys.readouterr().err
+    assert main(["check", "-m", "stall", "--param", "threshold_jiffies=500"]) in (0, 1)
+    assert "changes nothing" not in capsys.readouterr().err
