@@ -46,3 +46,18 @@ def leave_tracefs_as_found() -> Iterator[None]:
         from pyrv.sources.tracefs import release_abandoned_mount
 
         release_abandoned_mount()
+
+
+@pytest.fixture(scope="module")
+def tracefs() -> Iterator[object]:
+    """The running kernel's tracefs, mounted for the module if nobody has (and left as found);
+    skipped, saying why, where it cannot be."""
+    from pyrv.sources.tracefs import Tracefs
+
+    if os.geteuid() != 0:
+        pytest.skip("the running kernel's tracefs needs root")
+    try:
+        with Tracefs() as t:
+            yield t
+    except OSError as exc:
+        pytest.skip(f"tracefs cannot be mounted here: {exc}")

@@ -54,17 +54,6 @@ REPO = Path(__file__).resolve().parents[1]
 EVENTS = ("sched:sched_switch", "sched:sched_wakeup")
 
 
-@pytest.fixture(scope="module")
-def tracefs() -> Iterator[Tracefs]:
-    if os.geteuid() != 0:
-        pytest.skip("the running kernel's tracefs needs root")
-    try:
-        with Tracefs() as t:
-            yield t
-    except OSError as exc:
-        pytest.skip(f"tracefs cannot be mounted here: {exc}")
-
-
 def pyrv_instances(t: Tracefs) -> set[str]:
     assert t.path is not None
     return {p.name for p in (t.path / "instances").iterdir() if p.name.startswith(PREFIX)}

@@ -206,7 +206,7 @@ from pyrv.monitors.records import Context, Record
 from pyrv.monitors.registry import RV
 from pyrv.sources.events import TraceEvent
 from pyrv.sources.ftrace_text import iter_text_trace
-from pyrv.sources.tracefs import Tracefs, TraceInstance
+from pyrv.sources.tracefs import TraceInstance
 from tests.conftest import REPO, SHARED, need_shared
 
 SPEC = SHARED / "spec" / "kernel-rv.md"
@@ -411,17 +411,6 @@ def test_rv_list_prints_long_names_and_descriptions_whole(tmp_path, capsys):
     assert f" - {kid} {'e' * 254} [OFF]" in lines  # %-29s does not cut a longer name
     assert main(["list", "sched", "-d", str(defs[1])]) == 0
     assert f"{kid}  {'e' * 254} [OFF]" in capsys.readouterr().out.splitlines()
-
-
-@pytest.fixture(scope="module")
-def tracefs() -> Iterator[Tracefs]:
-    if os.geteuid() != 0:
-        pytest.skip("tracefs needs root")
-    try:
-        with Tracefs() as t:
-            yield t
-    except OSError as exc:
-        pytest.skip(f"tracefs cannot be mounted here: {exc}")
 
 
 def test_failed_trace_setup_removes_the_instance(tracefs):

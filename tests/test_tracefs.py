@@ -33,17 +33,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def tracefs():
-    if os.geteuid() != 0:
-        pytest.skip("tracefs needs root")
-    try:
-        with Tracefs() as t:
-            yield t
-    except OSError as exc:
-        pytest.skip(f"tracefs cannot be mounted here: {exc}")
-
-
 def instances(t: Tracefs) -> set[str]:
     return {p.name for p in (t.path / "instances").iterdir() if p.name.startswith(PREFIX)}
 
