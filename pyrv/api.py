@@ -489,6 +489,11 @@ def _plainly_named(requested: Sequence[str], defs: list[MonitorDef]) -> set[str]
     return names
 
 
+def _param_base(name: str) -> str:
+    """The parameter a per-entity form names (``dl_deadline_ns_4242`` -> ``dl_deadline_ns``)."""
+    return name.rstrip("0123456789").removesuffix("_")
+
+
 def _note_unused_params(opts: CheckOptions, chosen: list[DAMonitor]) -> None:
     """A parameter of a monitor that does not run here changes nothing: say so."""
     if not opts.params or opts.on_note is None:
@@ -497,8 +502,7 @@ def _note_unused_params(opts: CheckOptions, chosen: list[DAMonitor]) -> None:
     if any(m.name == "nomiss" for m in chosen):
         used.add("deadline_thresh")
     for name in opts.params:
-        base = name.rstrip("0123456789").removesuffix("_")  # per-task forms: name_<pid>
-        if name not in used and base not in used:
+        if name not in used and _param_base(name) not in used:
             opts.on_note(
                 f"--param {name}: no monitor run here ({', '.join(m.name for m in chosen)}) "
                 "has it, so it changes nothing"
@@ -515,7 +519,7 @@ def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:
     known = {p for d in [*kernel_definitions().values(), *defs] for p in d.params}
     known.add("deadline_thresh")  # nomiss's, whose default (one tick) depends on --hz
     for name, value in opts.params.items():
-        base = name.rstrip("0123456789").removesuffix("_")  # per-task forms: name_<pid>
+        base = _param_base(name)
         if name not in known and (base == name or base not in known):
             raise CheckError(
                 f"--param {name}: no monitor has this parameter (known: {', '.join(sorted(known))})"
