@@ -27,6 +27,7 @@ from pyrv.sources.events import LostEvents, TraceEvent
 from pyrv.sources.ring_buffer import BinaryTraceError
 from pyrv.sources.tracedat import TraceDat
 from tests.conftest import RECORDED, need_shared
+from tests.test_stall import MS, switch, wakeup  # the hand-made sched events stall is tested with
 
 TRACEDAT = RECORDED / "tracedat"
 RAW = RECORDED / "raw"
@@ -192,26 +193,6 @@ def test_cut_raw_cpu_files_report_only_the_uncut_verdicts(cpu: int, tmp_path: Pa
 
 # ---------------------------------------------------------------------------------------------
 # The timer path: a hybrid automaton's deadline after the cut.
-
-MS = 1_000_000
-
-
-def switch(ts: int, prev: int, state: str, nxt: int, cpu: int) -> TraceEvent:
-    fields = {
-        "prev_comm": f"t{prev}",
-        "prev_pid": prev,
-        "prev_prio": 120,
-        "prev_state": state,
-        "next_comm": f"t{nxt}",
-        "next_pid": nxt,
-        "next_prio": 120,
-    }
-    return TraceEvent(ts, cpu, prev, f"t{prev}", "sched_switch", fields, "sched")
-
-
-def wakeup(ts: int, pid: int, cpu: int) -> TraceEvent:
-    fields = {"comm": f"t{pid}", "pid": pid, "prio": 120, "target_cpu": cpu}
-    return TraceEvent(ts, cpu, 1, "t1", "sched_wakeup", fields, "sched")
 
 
 def stall_records(lost: LostEvents) -> tuple[CheckResult, list[Record]]:
