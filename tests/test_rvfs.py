@@ -682,14 +682,10 @@ def test_pyrv_has_mount_and_umount() -> None:
 
 @needs_fuse
 @needs_root
-def test_fs_selftest_live(mnt: Path) -> None:
+def test_fs_selftest_live(mnt: Path, tracefs: object) -> None:
     """The same suite on a live mount with the default options: wwnr with printk under load
     writes the kernel's reaction message to dmesg, and none with monitoring_on or reacting_on
-    at 0."""
-    from pyrv.sources.tracefs import find_tracefs
-
-    if find_tracefs() is None:
-        pytest.skip("tracefs is not mounted here: no live monitoring")
+    at 0. (``tracefs``: mounted for the module when nobody has, as the daemon would.)"""
     pid = mount_foreground(mnt, "--per-task-slots", "8")  # printk: /dev/kmsg by default
     bin_dir = restricted_bin(mnt.parent, "/bin/sh")
     res = subprocess.run(
@@ -724,12 +720,9 @@ def _live_instance(pid: int) -> Path:
     return tracing / "instances" / f"{PREFIX}{pid}-fs"
 
 
-def _needs_tracefs() -> None:
-    from pyrv.sources.tracefs import find_tracefs
-
-    where = find_tracefs()
-    if where is None:
-        pytest.skip("tracefs is not mounted here: no live monitoring, no instance to leave")
+def _needs_tracefs(tracefs: object) -> None:
+    """``tracefs`` (the conftest fixture) holds it mounted; the kernel must have sched_switch."""
+    where = tracefs.path  # type: ignore[attr-defined]
     if not (where / "events/sched/sched_switch/format").is_file():
         pytest.skip("this kernel's tracefs has no sched_switch event: wwnr is not driven")
 
@@ -757,7 +750,9 @@ def _kill_tracing_daemon(mnt: Path) -> Path:
 
 @needs_fuse
 @needs_root
-def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(mnt: Path) -> None:
+def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(
+    mnt: Path, tracefs: object
+) -> None:
     """kill -9 of a daemon tracing wwnr leaves its instance recording (nothing can clean up);
     the next `pyrv mount` on the directory removes it when it starts, before any monitor is
     enabled (no live session of its own would ever do it then).
@@ -765,7 +760,7 @@ def test_instance_of_a_killed_daemon_is_removed_by_the_next_mount(mnt: Path) -> 
     Any pyrv starting a trace on this machine also removes it: when one does so between the
     kill and the new mount, the new mount has nothing to remove and says nothing, so the
     scenario is run again (the instance must be gone every time)."""
-    _needs_tracefs()
+    _needs_tracefs(tracefs)
     for _ in range(3):
         inst = _kill_tracing_daemon(mnt)
         res = cli("mount", str(mnt), "--monitors", "wip,wwnr")
@@ -794,10 +789,10 @@ wait
 
 @needs_fuse
 @needs_root
-def test_no_kmsg_reacts_on_the_daemons_stderr(mnt: Path) -> None:
+def test_no_kmsg_reacts_on_the_daemons_stderr(mnt: Path, tracefs: object) -> None:
     """--no-kmsg: the printk reactor's message goes to the daemon's stderr (here a foreground
     daemon's log), as the offline check's does."""
-    _needs_tracefs()
+    _needs_tracefs(tracefs)
     mount(mnt, "--monitors", "wip,wwnr", "--no-kmsg")
     log = mnt.parent / "serve-0.log"
     (mnt / "monitors/wwnr/reactors").write_bytes(b"printk")
