@@ -332,6 +332,53 @@ def test_synthetic_trace_options(tmp_path: Path, defs: list[Path], opts: dict) -
     assert_same(synth_dat(tmp_path, seed=3), monitors=ALL, definitions=defs, **opts)
 
 
+def merged_order(trace) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """(timestamps, streams) of the event rows of the fast path's merged batches, in their
+    order, and the number of event rows of each CPU."""
+    from pyrv.sources.detect import open_trace
+
+    specs, pd = columnar.streams_of(open_trace(trace)[0])
+    ct = columnar.ColumnarTrace(specs, pd, 1, lambda info: [])
+    ts, streams = [], []
+    for batch in ct.batches():
+        events = batch.rows.kind == columnar.ROW_EVENT
+        ts.append(batch.rows.ts[events].copy())
+        streams.append(batch.stream[events].copy())
+    stream = np.concatenate(streams)
+    cpu_of = {s.index: s.cpu for s in specs}
+    kinds, counts = np.unique(stream, return_counts=True)
+    per_cpu = {cpu_of[int(k)]: int(n) for k, n in zip(kinds, counts, strict=True)}
+    return np.concatenate(ts), stream, per_cpu
+
+
+@pytest.mark.parametrize("batch_rows", [None, 37])
+@pytest.mark.parametrize("kind", ["dat", "raw"])
+def test_cpus_are_merged_by_time_and_ties_by_stream(
+    tmp_path: Path, monkeypatch, kind: str, batch_rows: int | None
+) -> None:
+    """The merge itself, on two CPUs (.dat) and three (raw pages), across batch boundaries:
+    every event comes in (timestamp, stream) order (equal timestamps on different CPUs keep
+    a deterministic order: the lower stream first), and each CPU's events are all there."""
+    from pyrv.sources.detect import open_trace
+    from pyrv.sources.events import TraceEvent
+
+    if batch_rows:
+        monkeypatch.setattr(columnar, "BATCH_ROWS", batch_rows)
+    trace = synth_dat(tmp_path, seed=7) if kind == "dat" else synth_raw_dir(tmp_path, seed=8)
+    ts, stream, per_cpu = merged_order(trace)
+    ties = (ts[1:] == ts[:-1]) & (stream[1:] != stream[:-1])
+    assert ties.sum() > 50  # the synthetic CPUs meet at equal times often
+    later = (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (stream[1:] > stream[:-1]))
+    same = (ts[1:] == ts[:-1]) & (stream[1:] == stream[:-1])
+    bad = ~(later | same)
+    assert not bad.any(), f"event {int(np.flatnonzero(bad)[0]) + 1} is out of order"
+    expected: dict[int, int] = {}
+    for item in open_trace(trace)[1]:
+        if isinstance(item, TraceEvent):
+            expected[item.cpu] = expected.get(item.cpu, 0) + 1
+    assert per_cpu == expected
+
+
 def test_small_batches_and_log(tmp_path: Path, defs: list[Path], monkeypatch) -> None:
     """Batch boundaries everywhere (carried switches and comms, start across batches), a
     log that fills up mid-batch, and more verdicts than are held back while reading

@@ -313,40 +313,83 @@ done:
 /* The rows of R runs (run r: pieces rb[r]..rb[r+1]-1, each a slice of walked columns: kind,
    ts, tid, pid, val addresses and a row count in pc[6 p..6 p+5]) copied out in merged order:
    always the smallest head timestamp first, ties to the lower run (heapq.merge over
-   (ts, run, seq)). Per output row also its run's stream, its piece and its row there. */
+   (ts, run, seq)). Per output row also its run's stream, its piece and its row there.
+   CPUs interleave in short runs of rows: each step finds the run with the smallest head
+   and the head that bounds it (the second smallest), then copies every row of the first
+   that still comes before that bound as one block. */
 void merge_rows(const int64_t *pc, const int64_t *rb, const int32_t *run_stream, int64_t R,
-                int64_t K, int64_t *cur, int8_t *o_kind, int64_t *o_ts, int32_t *o_tid,
-                int32_t *o_pid, int64_t *o_val, int32_t *o_stream, int32_t *o_src, int32_t *o_loc)
+                int64_t K, int64_t *cur, int8_t *restrict o_kind, int64_t *restrict o_ts,
+                int32_t *restrict o_tid, int32_t *restrict o_pid, int64_t *restrict o_val,
+                int32_t *restrict o_stream, int32_t *restrict o_src, int32_t *restrict o_loc)
 {
     int64_t *piece = cur, *row = cur + R;  /* each run's current piece and row in it */
     int64_t n = 0;
     for (int64_t r = 0; r < R; r++) { piece[r] = rb[r]; row[r] = 0; }
-    for (;;) {
-        int64_t best = -1, best_ts = 0;
-        if (R == 2 && piece[0] < rb[1] && piece[1] < rb[2]) {  /* two CPUs: no loop */
-            const int64_t t0 = ((const int64_t *)pc[6 * piece[0] + 1])[row[0]];
-            const int64_t t1 = ((const int64_t *)pc[6 * piece[1] + 1])[row[1]];
-            best = t1 < t0;
-            best_ts = best ? t1 : t0;
-        } else {
-            for (int64_t r = 0; r < R; r++) {
-                int64_t q = piece[r];
-                if (q >= rb[r + 1]) continue;
-                const int64_t t = ((const int64_t *)pc[6 * q + 1])[row[r]];
-                if (best < 0 || t < best_ts) { best = r; best_ts = t; }
-            }
-            if (best < 0) return;
+    /* two CPUs (the common case) while both have rows: one row a step, chosen without a
+       branch (which CPU comes next is a coin toss to the branch predictor), in stretches
+       that cannot run past the end of either current piece */
+    while (R == 2 && piece[0] < rb[1] && piece[1] < rb[2]) {
+        const int64_t *p0 = pc + 6 * piece[0], *p1 = pc + 6 * piece[1];
+        int64_t i0 = row[0], i1 = row[1];
+        const int64_t n0 = p0[5], n1 = p1[5];
+        const int64_t steps = (n0 - i0) < (n1 - i1) ? (n0 - i0) : (n1 - i1);
+        const int8_t *restrict K0 = (const int8_t *)p0[0], *restrict K1 = (const int8_t *)p1[0];
+        const int64_t *restrict T0 = (const int64_t *)p0[1], *restrict T1 = (const int64_t *)p1[1];
+        const int32_t *restrict D0 = (const int32_t *)p0[2], *restrict D1 = (const int32_t *)p1[2];
+        const int32_t *restrict P0 = (const int32_t *)p0[3], *restrict P1 = (const int32_t *)p1[3];
+        const int64_t *restrict V0 = (const int64_t *)p0[4], *restrict V1 = (const int64_t *)p1[4];
+        const int32_t s0 = run_stream[0], s1 = run_stream[1];
+        const int32_t q0 = (int32_t)piece[0], q1 = (int32_t)piece[1];
+        for (int64_t k = 0; k < steps; k++, n++) {
+            const int64_t t0 = T0[i0], t1 = T1[i1];
+            const int64_t take1 = t1 < t0;  /* a tie goes to the lower run */
+            const int64_t m = -take1;       /* all ones: run 1 */
+            const int32_t m32 = (int32_t)m;
+            o_ts[n] = (t1 & m) | (t0 & ~m);
+            o_kind[n] = (int8_t)((K1[i1] & m32) | (K0[i0] & ~m32));
+            o_tid[n] = (D1[i1] & m32) | (D0[i0] & ~m32);
+            o_pid[n] = (P1[i1] & m32) | (P0[i0] & ~m32);
+            for (int64_t s = 0; s < K; s++)
+                o_val[n * K + s] = (V1[i1 * K + s] & m) | (V0[i0 * K + s] & ~m);
+            o_stream[n] = (s1 & m32) | (s0 & ~m32);
+            o_src[n] = (q1 & m32) | (q0 & ~m32);
+            o_loc[n] = (int32_t)((i1 & m) | (i0 & ~m));
+            i0 += 1 - take1; i1 += take1;
         }
-        const int64_t q = piece[best], l = row[best], *c = pc + 6 * q;
-        o_kind[n] = ((const int8_t *)c[0])[l];
-        o_ts[n] = best_ts;
-        o_tid[n] = ((const int32_t *)c[2])[l];
-        o_pid[n] = ((const int32_t *)c[3])[l];
-        const int64_t *v = (const int64_t *)c[4] + l * K;
-        for (int64_t k = 0; k < K; k++) o_val[n * K + k] = v[k];  /* a few slots: no memcpy call */
-        o_stream[n] = run_stream[best]; o_src[n] = (int32_t)q; o_loc[n] = (int32_t)l;
-        n++;
-        if (++row[best] >= c[5]) { piece[best]++; row[best] = 0; }
+        if (i0 >= n0) { piece[0]++; i0 = 0; }
+        if (i1 >= n1) { piece[1]++; i1 = 0; }
+        row[0] = i0; row[1] = i1;
+    }
+    for (;;) {
+        /* the smallest and second smallest heads by (ts, run): r rises, so ties keep the
+           lower run first */
+        int64_t b = -1, bt = 0, c = -1, ct = 0;
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t q = piece[r];
+            if (q >= rb[r + 1]) continue;
+            const int64_t t = ((const int64_t *)pc[6 * q + 1])[row[r]];
+            if (b < 0 || t < bt) { c = b; ct = bt; b = r; bt = t; }
+            else if (c < 0 || t < ct) { c = r; ct = t; }
+        }
+        if (b < 0) return;
+        const int64_t q = piece[b], l = row[b], *p = pc + 6 * q, len = p[5];
+        const int64_t *restrict T = (const int64_t *)p[1];
+        int64_t e = l + 1;  /* the head itself comes first */
+        if (c < 0) e = len;
+        else if (b < c) while (e < len && T[e] <= ct) e++;  /* a tie goes to the lower run */
+        else while (e < len && T[e] < ct) e++;
+        const int8_t *restrict kind = (const int8_t *)p[0];
+        const int32_t *restrict tid = (const int32_t *)p[2];
+        const int32_t *restrict pid = (const int32_t *)p[3];
+        const int64_t *restrict val = (const int64_t *)p[4];
+        const int32_t stream = run_stream[b];
+        for (int64_t k = l; k < e; k++, n++) {
+            o_kind[n] = kind[k]; o_ts[n] = T[k]; o_tid[n] = tid[k]; o_pid[n] = pid[k];
+            for (int64_t s = 0; s < K; s++) o_val[n * K + s] = val[k * K + s];
+            o_stream[n] = stream; o_src[n] = (int32_t)q; o_loc[n] = (int32_t)k;
+        }
+        if (e >= len) { piece[b]++; row[b] = 0; }
+        else row[b] = e;
     }
 }
 """
