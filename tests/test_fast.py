@@ -41,7 +41,8 @@ def run_both(trace, strict: bool = True, **kw) -> tuple:
     out = []
     for fast in (False, True):
         recs, gaps = [], []
-        opts = CheckOptions(on_record=recs.append, on_gap=gaps.append, **kw)
+        engine = "auto" if fast else "reference"  # check's default would be the fast path
+        opts = CheckOptions(on_record=recs.append, on_gap=gaps.append, engine=engine, **kw)
         try:
             try:
                 res = check_fast(trace, opts, strict=strict) if fast else check(trace, opts)
@@ -171,10 +172,12 @@ def _page(ts: int, recs: list[tuple[int, bytes]], missed: int | None = None) -> 
     return out.ljust(4096, b"\0")
 
 
-def synth_cpu(cpu: int, seed: int, n: int, *, anomalies: bool = True) -> bytes:
+def synth_cpu(
+    cpu: int, seed: int, n: int, *, anomalies: bool = True, lost_pages: bool = True
+) -> bytes:
     """A CPU's pages: switches among a few tasks (and the idle task), wakeups of tasks
     running elsewhere or here (wwnr errors), unrecorded and repeated switches, a start
-    marker, pages with missed events (count stored, and not)."""
+    marker, pages with missed events (count stored, and not; ``lost_pages``)."""
     rng = np.random.default_rng(seed)
     tasks = [0, 100 + cpu, 200, 201, 202, 300 + cpu]
     running = 0
@@ -207,17 +210,19 @@ def synth_cpu(cpu: int, seed: int, n: int, *, anomalies: bool = True) -> bytes:
         ts += delta
         if len(recs) >= 40 or i == n - 1:
             missed = None
-            if anomalies and len(pages) % 7 == 3:
+            if anomalies and lost_pages and len(pages) % 7 == 3:
                 missed = int(rng.integers(1, 50)) if len(pages) % 2 else -1
             pages.append(_page(page_ts, recs, missed))
             recs, page_ts = [], ts
     return b"".join(pages)
 
 
-def synth_dat(tmp_path: Path, n: int = 1500, seed: int = 1, version: int = 7) -> Path:
+def synth_dat(
+    tmp_path: Path, n: int = 1500, seed: int = 1, version: int = 7, lost_pages: bool = True
+) -> Path:
     meta = TraceMetadata.from_raw_dir(need_shared(RAW), cmdlines=b"200 shared-a\n201 shared-b\n")
     path = tmp_path / f"synth{seed}.dat"
-    cpus = {c: synth_cpu(c, seed * 10 + c, n) for c in (0, 1)}
+    cpus = {c: synth_cpu(c, seed * 10 + c, n, lost_pages=lost_pages) for c in (0, 1)}
     comp = "zstd" if version == 7 else "none"
     write_tracedat(path, {"": cpus}, meta, version=version, compression=comp, chunk_pages=3)
     return path
@@ -377,6 +382,54 @@ def test_cpus_are_merged_by_time_and_ties_by_stream(
         if isinstance(item, TraceEvent):
             expected[item.cpu] = expected.get(item.cpu, 0) + 1
     assert per_cpu == expected
+
+
+@pytest.mark.parametrize("version", [6, 7])
+@pytest.mark.parametrize("detect", [True, False])
+def test_rows_only_the_count_needs_are_left_out(
+    tmp_path: Path, monkeypatch, version: int, detect: bool
+) -> None:
+    """wwnr hooks neither sched_waking nor the fork/exit events: the walker leaves such rows
+    out, except where the continuity check needs them (a pid that is not the one the CPU
+    was last seen running reveals a lost switch, here planted by the synthetic CPUs); the
+    reference reads every row, and both must agree on everything, the count of events read
+    and every gap included."""
+    made: list[columnar.ColumnarTrace] = []
+    real_init = columnar.ColumnarTrace.__init__
+
+    def init(self, *args, **kw) -> None:
+        real_init(self, *args, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(columnar.ColumnarTrace, "__init__", init)
+    path = synth_dat(tmp_path, n=4000, seed=9, version=version, lost_pages=False)
+    ref = assert_same(path, monitors=["wwnr"], detect_silent_loss=detect)
+    assert len(made) == 1 and made[0].dropped > 0  # the fast path ran, once, and left rows out
+    if detect:
+        assert len(ref[2]) > 20, "the synthetic CPUs lose switches"
+
+
+def test_rows_left_out_never_hide_a_lost_switch(tmp_path: Path) -> None:
+    """The continuity check (§ silent losses: the pid of an event must be the task the CPU's
+    last switch put there) reads rows no monitor hooks. Here CPU 0 switches to 100, then
+    sched_waking events come from 200 (a switch to 200 is missing) and from 100 again (a
+    switch back is missing too), then from 100 once more (nothing lost): two gaps, whichever
+    rows the fast path leaves out."""
+    meta = TraceMetadata.from_raw_dir(need_shared(RAW))
+    cpu0 = [
+        (0, _switch(0, 0, 0, 100)),
+        (100, _wakeup(200, 300, 0, WAKING)),
+        (100, _wakeup(100, 300, 0, WAKING)),
+        (100, _wakeup(100, 301, 0, WAKING)),
+        (100, _switch(100, 100, 1, 0)),
+    ]
+    cpu1 = [(50, _switch(0, 0, 0, 400)), (10, _wakeup(400, 500, 1)), (500, _switch(400, 400, 1, 0))]
+    path = tmp_path / "lost-switches.dat"
+    pages = {0: _page(1_000, cpu0), 1: _page(1_000, cpu1)}
+    write_tracedat(path, {"": pages}, meta, version=6, compression="none")
+    ref = assert_same(path, monitors=["wwnr"])
+    assert not isinstance(ref[0], str), ref[0]
+    assert [(g.cpu, g.pids) for g in ref[0].gaps] == [(0, (100, 200)), (0, (200, 100))]
 
 
 def test_small_batches_and_log(tmp_path: Path, defs: list[Path], monkeypatch) -> None:

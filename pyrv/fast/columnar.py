@@ -64,6 +64,11 @@ OK, NEED_TYPE, DAMAGE, UNSUPPORTED = 0, 1, 2, 3
 ROW_EVENT, ROW_LOST = 0, 1
 #: event-id table states
 T_UNPREPARED, T_KNOWN, T_UNKNOWN_ID, T_UNSUPPORTED = 0, 1, 2, 3
+#: what the walker may leave out of an event id's rows (a :data:`Dropper` decides): nothing;
+#: a row whose pid is the one the CPU is known to run (it changes nothing but the count of
+#: events read); every row; nothing, but a switch names the task that runs next (the slot
+#: of ``next_pid``)
+DROP_KEEP, DROP_IF_RUNNING, DROP_ALWAYS, DROP_SWITCH = 0, 1, 2, 3
 #: event ids the tables cover (common_type is a u16 on every kernel)
 N_TYPES = 1 << 16
 #: data_loc checks per event kept in the table
@@ -146,6 +151,10 @@ COLUMNAR_C = r"""
 #define T_UNPREPARED 0
 #define T_KNOWN 1
 #define T_UNSUPPORTED 3
+#define DROP_KEEP 0
+#define DROP_IF_RUNNING 1
+#define DROP_ALWAYS 2
+#define DROP_SWITCH 3
 #define N_TYPES 65536
 #define MAX_LOCS 8
 #define TS_LIMIT ((int64_t)1 << 62)
@@ -180,13 +189,19 @@ static inline int64_t rdf(const uint8_t *b, int64_t size, int64_t sgn, int big, 
 #define FAIL(s, at) do { status = (s); info = (at); goto done; } while (0)
 
 /* The pages of buf[lo:hi] (hi plays the reference's len(buf)), checked as
-   ring_buffer.PageDecoder.page checks them. out: status, rows, info, last_ts. */
+   ring_buffer.PageDecoder.page checks them. out: status, rows, info, last_ts, rows left
+   out, the time of the last of them, pages with lost events. Rows are left out as
+   tdrop[id] says (only when storing, and never the walk's first): an id's rows always, or
+   those whose pid is the one this CPU is known to run, which the continuity check of the
+   transition loop would pass without a change; a switch (tnext[id]: the slot of next_pid)
+   says who runs next. What this walk has not seen it does not know (run_has). */
 void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
                 const int8_t *ttype, const int64_t *tmin, const int64_t *tpid,
                 const int64_t *tnloc, const int64_t *tloc, const int64_t *tslot,
-                int64_t *tmax, int64_t nslots, int64_t last_ts, int64_t store,
-                int8_t *o_kind, int64_t *o_ts, int32_t *o_tid, int32_t *o_pid, int64_t *o_val,
-                int32_t *o_roff, int32_t *o_rlen, int64_t cap, int64_t *out)
+                int64_t *tmax, const int8_t *tdrop, const int8_t *tnext, int64_t nslots,
+                int64_t last_ts, int64_t store, int8_t *o_kind, int64_t *o_ts, int32_t *o_tid,
+                int32_t *o_pid, int64_t *o_val, int32_t *o_roff, int32_t *o_rlen, int64_t cap,
+                int64_t *out)
 {
     const int64_t psize = P[0], ts_off = P[1], commit_off = P[2], commit_size = P[3];
     const int64_t head = P[4], data_size = P[5], tl_bits = P[7], td_bits = P[8];
@@ -195,6 +210,9 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
     const int big = P[6] != 0, lh = host_little();
     const int64_t tl_mask = ((int64_t)1 << tl_bits) - 1, td_mask = ((int64_t)1 << td_bits) - 1;
     int64_t n = 0, status = OK, info = 0;
+    /* rows left out (tdrop), the time of the last one, and the pid the continuity check
+       would expect on this CPU, as far as this walk has seen (run_has: known) */
+    int64_t dropped = 0, drop_ts = -1, run_has = 0, run_pid = 0, lost_pages = 0;
     for (int64_t base = lo; base < hi; base += psize) {
         if (hi - base < head) FAIL(DAMAGE, base);
         int64_t ts = (int64_t)rdu(buf + base + ts_off, 8, big, lh);
@@ -211,6 +229,8 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
             }
             if (ts < last_ts) FAIL(UNSUPPORTED, base);
             last_ts = ts;
+            run_has = 0;  /* after a loss the running task is not known */
+            lost_pages++;
             if (store) {
                 if (n >= cap) FAIL(UNSUPPORTED, base);
                 o_kind[n] = ROW_LOST; o_ts[n] = ts; o_tid[n] = -1; o_pid[n] = -1;
@@ -298,6 +318,19 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
                 }
                 if (store) o_val[n * nslots + k] = v;
             }
+            const int8_t drop = store ? tdrop[tid] : DROP_KEEP;
+            if (drop == DROP_SWITCH && pid >= 0) {
+                if (tnext[tid] >= 0) { run_pid = o_val[n * nslots + tnext[tid]]; run_has = 1; }
+            } else if (drop == DROP_IF_RUNNING && (n > 0 || dropped > 0)) {
+                if (pid < 0 || (run_has && pid == run_pid)) {
+                    dropped++; drop_ts = ts; pos = nxt; continue;
+                }
+                run_pid = pid; run_has = 1;
+            } else if (drop == DROP_ALWAYS && (n > 0 || dropped > 0)) {
+                dropped++; drop_ts = ts; pos = nxt; continue;
+            } else if (drop == DROP_IF_RUNNING && pid >= 0) {
+                run_pid = pid; run_has = 1;
+            }
             if (store) {
                 o_kind[n] = ROW_EVENT; o_ts[n] = ts; o_tid[n] = (int32_t)tid;
                 o_pid[n] = (int32_t)pid; o_roff[n] = (int32_t)rec; o_rlen[n] = (int32_t)(nxt - rec);
@@ -307,7 +340,8 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
         }
     }
 done:
-    out[0] = status; out[1] = n; out[2] = info; out[3] = last_ts;
+    out[0] = status; out[1] = n; out[2] = info; out[3] = last_ts; out[4] = dropped;
+    out[5] = drop_ts; out[6] = lost_pages;
 }
 
 /* The rows of R runs (run r: pieces rb[r]..rb[r+1]-1, each a slice of walked columns: kind,
@@ -403,7 +437,7 @@ def native() -> ctypes.CDLL:
     if _lib is None:
         lib = build_native("pyrv_columnar", COLUMNAR_C)
         lib.walk_pages.restype = None
-        lib.walk_pages.argtypes = [PTR, I64, I64, *[PTR] * 8, I64, I64, I64, *[PTR] * 7]
+        lib.walk_pages.argtypes = [PTR, I64, I64, *[PTR] * 10, I64, I64, I64, *[PTR] * 7]
         lib.walk_pages.argtypes += [I64, PTR]
         lib.merge_rows.restype = None
         lib.merge_rows.argtypes = [PTR, PTR, PTR, I64, I64, *[PTR] * 9]
@@ -446,6 +480,8 @@ class TypeInfo:
 
 #: ``plan(info) -> slot field names``, or raises Unsupported (the event cannot be expressed)
 SlotPlanner = Callable[[TypeInfo], list[str]]
+#: an event id's rule for leaving rows out: (DROP_*, slot of next_pid or -1)
+Dropper = Callable[[TypeInfo], tuple[int, int]]
 
 
 def _struct_int(f: Any) -> bool:
@@ -456,10 +492,15 @@ def _struct_int(f: Any) -> bool:
 class TypeTables:
     """The per-event-id arrays the walker reads, filled on demand from the reference decoder."""
 
-    def __init__(self, page_decoder: Any, nslots: int, planner: SlotPlanner) -> None:
+    def __init__(
+        self, page_decoder: Any, nslots: int, planner: SlotPlanner, dropper: Dropper | None
+    ) -> None:
         self.pd = page_decoder
         self.nslots = nslots
         self.planner = planner
+        self.dropper = dropper
+        self.tdrop = np.zeros(N_TYPES, np.int8)
+        self.tnext = np.full(N_TYPES, -1, np.int8)
         self.ttype = np.zeros(N_TYPES, np.int8)
         self.tmin = np.zeros(N_TYPES, np.int64)
         self.tpid = np.zeros((N_TYPES, 3), np.int64)
@@ -501,7 +542,14 @@ class TypeTables:
             return []
         if slots:  # an id without a format has no fields to read
             self.ttype[info.tid] = T_UNSUPPORTED
+        self._drop_rule(info)
         return slots
+
+    def _drop_rule(self, info: TypeInfo) -> None:
+        """The id's rule for the walker (set before the id is published as prepared)."""
+        if self.dropper is not None:
+            rule, nxt = self.dropper(info)
+            self.tdrop[info.tid], self.tnext[info.tid] = rule, nxt
 
     def _fill(self, tid: int, info: TypeInfo, fmt: Any, dec: Any) -> None:
         fields = sorted([*fmt.common_fields, *fmt.fields], key=lambda f: f.offset)
@@ -548,9 +596,11 @@ class TypeTables:
                 raise Unsupported(f"{fmt.name}: field {name} cannot be read as a column")
             self.tslot[tid, k] = (spec[0], spec[1], int(spec[2]))
         info.slots = slots
+        self._drop_rule(info)
 
     def walker_args(self) -> tuple:
-        return (self.ttype, self.tmin, self.tpid, self.tnloc, self.tloc, self.tslot, self.tmax)
+        return (self.ttype, self.tmin, self.tpid, self.tnloc, self.tloc, self.tslot, self.tmax,
+                self.tdrop, self.tnext)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -704,6 +754,10 @@ def _compressed_tasks(
 
     return gen
 
+
+#: the walker's out array: status, rows, info, last time, rows left out, time of the last,
+#: pages that say events were lost before them
+_OUT = 7
 
 #: chunks read/decompressed ahead of the walker, in worker threads
 _AHEAD = 16
@@ -862,6 +916,9 @@ class _Walked:
     status: int = OK
     info: int = 0
     scratch: _Scratch | None = None  # where the rows are (back to the pool once merged)
+    last_ts: int = -1  # of the chunk's last row, left out or not
+    dropped: int = 0  # event rows left out (the first row of a chunk never is)
+    drop_ts: int = -1  # the time of the last of them
 
 
 class _Pending:
@@ -975,7 +1032,9 @@ class ColumnarTrace:
 
     ``streams`` are :class:`StreamSpec` in the reference's stream order; ``page_decoder`` is a
     reference :class:`~pyrv.sources.ring_buffer.PageDecoder` for the trace (its formats,
-    layout, cmdlines and printk formats); ``planner`` picks each event id's slot fields.
+    layout, cmdlines and printk formats); ``planner`` picks each event id's slot fields;
+    ``dropper`` (optional) says which rows of an id the walker may leave out: rows that
+    change nothing but the count of events read, which is kept (:attr:`dropped`).
 
     Chunks are walked by the worker threads that read and decompress them (the walker runs
     without the GIL, beside the transition loop), each with its own table of extremes and
@@ -992,27 +1051,31 @@ class ColumnarTrace:
         planner: SlotPlanner,
         *,
         batch_rows: int | None = None,
+        dropper: Dropper | None = None,
     ) -> None:
         self.streams = streams
         self.pd = page_decoder
         layout = page_decoder.layout
         self.layout = layout
         self.nslots = max(1, nslots)
-        self.tables = TypeTables(page_decoder, self.nslots, planner)
+        self.tables = TypeTables(page_decoder, self.nslots, planner, dropper)
         # common_type is read as PageDecoder reads it (a 1, 2 or 4 byte struct code)
         type_size = page_decoder._type.__self__.size
         self.P = _layout_params(layout, page_decoder._type_at, type_size)
         self.psize = layout.page_size
         self.batch_rows = batch_rows or BATCH_ROWS
-        self._out = np.zeros(4, np.int64)
+        self._out = np.zeros(_OUT, np.int64)
         self._lib = native()
         # the walker's fixed arguments, as addresses (the tables never move)
         t = self.tables
         self._head = (ptr(self.P),)
         self._fixed = tuple(ptr(a) for a in t.walker_args()[1:6])
-        self._tables = (ptr(t.ttype), *self._fixed, ptr(t.tmax))
+        self._drops = (ptr(t.tdrop), ptr(t.tnext))
+        self._tables = (ptr(t.ttype), *self._fixed, ptr(t.tmax), *self._drops)
         self._outp = ptr(self._out)
         self._seg = 0
+        #: event rows the walker left out (``dropper``), and the time of the last of them
+        self.dropped, self.drop_ts = 0, -1
         #: the event-id states the workers walk with (replaced, never changed, on prepare)
         self._states = t.ttype.copy()
         self._local = threading.local()
@@ -1069,7 +1132,8 @@ class ColumnarTrace:
         if status == NEED_TYPE:
             self._free.append(scratch)
             return _Walked(buf, None, status, info)
-        return _Walked(buf, scratch.rows(n), status, info, scratch)
+        last_ts, dropped, drop_ts = (int(x) for x in out[3:6])
+        return _Walked(buf, scratch.rows(n), status, info, scratch, last_ts, dropped, drop_ts)
 
     def _drop(self, walked: _Walked) -> None:
         """A walk not used: its scratch buffer back to the pool."""
@@ -1087,11 +1151,11 @@ class ColumnarTrace:
         if getattr(local, "tmax", None) is None:
             local.tmax = np.full_like(self.tables.tmax, -1)
             local.tmax[:, self.nslots + 1 :] = np.iinfo(np.int64).max
-            local.out = np.zeros(4, np.int64)
+            local.out = np.zeros(_OUT, np.int64)
             with self._lock:
                 self._extremes.append(local.tmax)
         states = self._states
-        tables = (ptr(states), *self._fixed, ptr(local.tmax))
+        tables = (ptr(states), *self._fixed, ptr(local.tmax), *self._drops)
         hi = len(data) - len(data) % self.psize if carry else len(data)
         walked = self._walk_rows(data, hi, tables, local.out)
         walked.data = data
@@ -1150,6 +1214,8 @@ class ColumnarTrace:
                         raise Unsupported(f"{spec.source}: damaged page data near offset {info}")
                     if status != OK:
                         raise Unsupported(f"{spec.source}: input the fast path does not reproduce")
+                    if self._out[6]:  # the reference skips other CPUs' events inside a loss
+                        raise Unsupported(f"{spec.source}: lost pages (the reference judges them)")
 
     def _take(self, walked: _Walked, reader: _StreamReader) -> None:
         """A walked chunk's rows into the stream's pending rows, in stream order: the checks
@@ -1165,9 +1231,11 @@ class ColumnarTrace:
             raise Unsupported(f"{source}: input the fast path does not reproduce")
         if len(rows):
             assert walked.scratch is not None
-            reader.last_ts = int(rows.ts[-1])
+            reader.last_ts = walked.last_ts
             reader.pending.add(walked.scratch, len(rows), self._seg, walked.data)
             self._seg += 1
+            self.dropped += walked.dropped
+            self.drop_ts = max(self.drop_ts, walked.drop_ts)
         else:
             self._drop(walked)
 

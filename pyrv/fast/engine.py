@@ -37,6 +37,10 @@ from typing import Any
 import numpy as np
 
 from pyrv.fast.columnar import (
+    DROP_ALWAYS,
+    DROP_IF_RUNNING,
+    DROP_KEEP,
+    DROP_SWITCH,
     I64,
     N_TYPES,
     PTR,
@@ -590,6 +594,23 @@ class Plan:
                 self.comm_pairs[tid] = pairs
         return slots
 
+    def dropper(self, info: TypeInfo) -> tuple[int, int]:
+        """Which rows of this id the walker may leave out (called after :meth:`planner`): those
+        that change nothing here but the count of events read. An id no hook runs for is
+        read only by the continuity check (see :func:`run_rows`), and only where its pid is
+        not the one the CPU is known to run; without that check, not at all. A switch is
+        always kept, and tells the walker who runs next."""
+        tid = info.tid
+        if info.decoder is None:
+            return DROP_KEEP, -1
+        judged = self.detect and bool(self.t_judged[tid])
+        if self.t_switch[tid]:
+            nxt = int(self.t_nexts[tid]) if self.t_nextk[tid] == PK_SLOT else -1
+            return (DROP_SWITCH, nxt) if judged else (DROP_KEEP, -1)
+        if self.t_he[tid] > self.t_hs[tid]:
+            return DROP_KEEP, -1
+        return (DROP_IF_RUNNING if judged else DROP_ALWAYS), -1
+
     @staticmethod
     def _all_fields(info: TypeInfo) -> frozenset[str]:
         fmt = info.decoder.format
@@ -703,7 +724,11 @@ class FastRun:
         specs, pd = streams_of(reader)
         self.specs = specs
         self.pd = pd
-        self.trace = ColumnarTrace(specs, pd, self.plan.nslots, self.plan.planner)
+        # rows that change nothing but the count of events read are left out by the walker,
+        # unless a start point or the comms of the events need every row
+        started = opts.start_ts is None and opts.start_marker is None
+        dropper = self.plan.dropper if started and not track else None
+        self.trace = ColumnarTrace(specs, pd, self.plan.nslots, self.plan.planner, dropper=dropper)
         self.ts_offset = int(getattr(reader, "ts_offset", 0) or 0)
         self.cmdlines: dict[int, str] = pd.cmdlines
         self.track = track
@@ -909,8 +934,12 @@ class FastRun:
             self._end_batch(batch, comm_index)
         self._emit(self.deferred)  # the whole input was read: what was held back goes out
         self.deferred = []
-        v.result.events_read += int(self.stats[0])
-        last_ts = int(self.stats[1]) if self.stats[0] else None
+        trace = self.trace
+        v.result.events_read += int(self.stats[0]) + trace.dropped
+        times = [int(self.stats[1])] if self.stats[0] else []
+        if trace.dropped:
+            times.append(trace.drop_ts + self.ts_offset)
+        last_ts = max(times) if times else None
         return self._finish(self.flags[0] == 1, last_ts)
 
     def _fill_lut(self, lut: int, value: int) -> None:
@@ -962,15 +991,11 @@ class FastRun:
             cpu = spec.cpu
             if what == LOG_PAGE_LOST:
                 # the reference skips other CPUs' events inside a reported loss; this loop
-                # does not, so such a trace is the reference's to verify
-                if self.speculative:
-                    raise Unsupported("lost pages (the reference engine judges around them)")
-                from pyrv.api import CheckError
-
-                raise CheckError(
-                    f"{spec.source}: lost pages in a trace with too many verdicts to hold back:"
-                    " run it with --engine reference"
-                )
+                # does not, so such a trace is the reference's to verify (a validated run
+                # has none: validate() refuses them before anything was emitted)
+                if not self.speculative:
+                    raise RuntimeError("fast engine: lost pages in a validated trace")
+                raise Unsupported("lost pages (the reference engine judges around them)")
             if what == LOG_CONT_GAP:
                 expected, observed, dup, lpos = entry[2], entry[3], entry[4], entry[5]
                 reason = (
