@@ -502,13 +502,13 @@ def test_falls_back_before_any_verdict(tmp_path: Path) -> None:
     with pytest.raises(NotApplicable, match="HAMonitor"):
         check_fast(path, CheckOptions(monitors=["stall"]), strict=True)
     # without strict: the reference's answer
-    a = check(path, CheckOptions(monitors=["stall", "wwnr"]))
+    a = check(path, CheckOptions(monitors=["stall", "wwnr"], engine="reference"))
     assert check_fast(path, CheckOptions(monitors=["stall", "wwnr"])) == a
     text = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
     with pytest.raises(NotApplicable, match="text"):
         check_fast(text, CheckOptions(monitors=["wwnr"]), strict=True)
     assert check_fast(text, CheckOptions(monitors=["wwnr"])) == check(
-        text, CheckOptions(monitors=["wwnr"])
+        text, CheckOptions(monitors=["wwnr"], engine="reference")
     )
 
 
@@ -520,12 +520,11 @@ def test_damaged_files_are_the_reference_s(tmp_path: Path, cut: float, partial: 
     with pytest.raises(Exception):  # noqa: B017 - NotApplicable, or the reader's own error
         check_fast(damaged, CheckOptions(monitors=["wwnr"], partial=partial), strict=True)
     ref, fast = [], []
-    for out, fn in ((ref, check), (fast, check_fast)):
+    for out, fn, kind in ((ref, check, "reference"), (fast, check_fast, "auto")):
         recs: list = []
+        opts = CheckOptions(monitors=["wwnr"], partial=partial, on_record=recs.append, engine=kind)
         try:
-            res = fn(
-                damaged, CheckOptions(monitors=["wwnr"], partial=partial, on_record=recs.append)
-            )
+            res = fn(damaged, opts)
         except Exception as exc:  # noqa: BLE001 - compared
             res = f"{type(exc).__name__}: {exc}"
         out.extend((res, recs))
@@ -552,5 +551,5 @@ def test_without_a_compiler(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(NotApplicable, match="compiler|numpy"):
         check_fast(path, CheckOptions(monitors=["wwnr"]), strict=True)
     assert check_fast(path, CheckOptions(monitors=["wwnr"])) == check(
-        path, CheckOptions(monitors=["wwnr"])
+        path, CheckOptions(monitors=["wwnr"], engine="reference")
     )
