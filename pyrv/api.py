@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,10 @@ class CheckResult:
     #: the trace clock's unit): no event after it was judged, no timer fired after it
     incomplete_from: int | None = None
     incomplete_stamp: str | None = None  # that time as the trace prints it ("471.939123456")
+    #: ``CheckOptions.cancel`` stopped the run: the result covers the events read until then
+    #: (no end-of-trace judgement was made); ``interrupted_at`` stamps the last of them
+    interrupted: bool = False
+    interrupted_at: str | None = None
 
     @property
     def violations(self) -> int:
@@ -110,6 +115,9 @@ class CheckOptions:
     #: "auto": the columnar fast path where it gives the reference's answer (binary traces,
     #: DA monitors), else the per-event engine; "fast": that or an error; "reference"
     engine: str = "auto"
+    #: set it (e.g. from a SIGINT handler) to stop before the next event: the result covers
+    #: what was judged until then (:attr:`CheckResult.interrupted`)
+    cancel: threading.Event | None = None
 
 
 def monitor_definitions(opts: CheckOptions) -> list[MonitorDef]:
@@ -219,16 +227,12 @@ class Verifier:
         last_ts = None
         complete_from = None  # inside a reported loss: nothing is judged before this time
         result = self.result
-        for item in _counting(items, result):
+        for item in _counting(_until_cancelled(items, opts.cancel, result), result):
             if isinstance(item, LostEvents):
                 self.lost(item)
                 if item.until_end and result.incomplete_from is None:
                     result.incomplete_from = ts = item.ts or 0
-                    result.incomplete_stamp = (
-                        str(ts)
-                        if self.dispatcher.counter_clock
-                        else f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
-                    )
+                    result.incomplete_stamp = self.stamp(ts)
                 elif item.pids is None and item.ts is not None:
                     complete_from = max(complete_from or item.ts, item.ts)
                 continue
@@ -248,6 +252,8 @@ class Verifier:
                 for mon in self.monitors:  # enabling resets every instance
                     mon.reset()
             self.dispatcher.feed(item)
+        if result.interrupted:
+            return self.interrupted(last_ts)
         if result.incomplete_from is not None and not any(self.dispatcher.hooked.values()):
             cut = next(g for g in result.gaps if g.until_end)
             raise CheckError(
@@ -259,6 +265,21 @@ class Verifier:
             # after a loss that never ends, no deadline can be known to have passed unmet
             self.dispatcher.finish(last_ts)
         return self.finish(started)
+
+    def stamp(self, ts: int) -> str:
+        """A time as the trace prints it (seconds.nanoseconds, or a counter clock's count)."""
+        if self.dispatcher.counter_clock:
+            return str(ts)
+        return f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
+
+    def interrupted(self, last_ts: int | None) -> CheckResult:
+        """The result of a run stopped by ``cancel``: what was judged until ``last_ts``, with
+        no end-of-trace judgement (no timer is known to have expired, nothing is missing)."""
+        result = self.result
+        result.interrupted = True
+        result.interrupted_at = None if last_ts is None else self.stamp(last_ts)
+        result.monitors = [self.summary(m) for m in self.monitors]
+        return result
 
     def lost(self, gap: LostEvents) -> None:
         self.result.gaps.append(gap)
@@ -359,6 +380,20 @@ def _peeked(stream: Iterator[TraceItem]) -> Iterator[TraceItem]:
     """The stream with its first item already read (errors surface now)."""
     first = next(stream, None)
     return itertools.chain(() if first is None else (first,), stream)
+
+
+def _until_cancelled(
+    items: Iterable[TraceItem], cancel: threading.Event | None, result: CheckResult
+) -> Iterator[TraceItem]:
+    """``items`` until ``cancel`` is set (checked before each item is taken)."""
+    if cancel is None:
+        yield from items
+        return
+    for item in items:
+        if cancel.is_set():
+            result.interrupted = True
+            return
+        yield item
 
 
 def _counting(items: Iterable[TraceItem], result: CheckResult) -> Iterator[TraceItem]:

@@ -11,7 +11,9 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from pyrv.sources.events import LostEvents
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_PANIC = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 
 def bundled_trace() -> Path:
@@ -51,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,6 +217,7 @@ class _Printer:
                     "skipped_lines": len(res.skipped_lines),
                     "dropped_incomplete": res.dropped_incomplete,
                     "incomplete_from": res.incomplete_from,
+                    "interrupted": res.interrupted,
                     "monitors": [vars(m) for m in res.monitors],
                 }
             )
@@ -287,6 +291,32 @@ def _start_up(whole_process: bool) -> Iterator[None]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    cancel = threading.Event()
+    with _first_interrupt_stops(cancel):
+        return _check(args, cancel)
+
+
+@contextlib.contextmanager
+def _first_interrupt_stops(cancel: threading.Event) -> Iterator[None]:
+    """A first Ctrl-C sets ``cancel`` (the run stops before its next event and says what it
+    judged); a second one interrupts at once. Only the main thread can set handlers."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # e.g. under nohup
+        yield
+        return
+
+    def first(_signum: int, _frame: object) -> None:
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check(args: argparse.Namespace, cancel: threading.Event) -> int:
     with _start_up(getattr(args, "whole_process", False)):
         from pyrv.api import CheckError, CheckOptions, check
         from pyrv.models.automaton import ModelError
@@ -319,6 +349,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             on_record=out.record,
             on_gap=out.gap,
             setup_rv=(lambda rv: rv.set_printk_kmsg(True)) if args.kmsg else None,
+            cancel=cancel,
         )
         try:
             res = check(trace, opts)
@@ -341,6 +372,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         out.summary(res)
         violations += res.violations
+        if res.interrupted:
+            sys.stdout.flush()
+            at = f" after the event at {res.interrupted_at}" if res.interrupted_at else ""
+            print(f"pyrv check: interrupted{at}: the summary covers what was read", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return EXIT_VIOLATIONS if violations else EXIT_OK
 
 

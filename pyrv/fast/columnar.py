@@ -1076,6 +1076,8 @@ class ColumnarTrace:
         self._seg = 0
         #: event rows the walker left out (``dropper``), and the time of the last of them
         self.dropped, self.drop_ts = 0, -1
+        #: rows left out of chunks not merged to the end yet, by segment: (count, last time)
+        self._seg_drops: dict[int, tuple[int, int]] = {}
         #: the event-id states the workers walk with (replaced, never changed, on prepare)
         self._states = t.ttype.copy()
         self._local = threading.local()
@@ -1233,9 +1235,9 @@ class ColumnarTrace:
             assert walked.scratch is not None
             reader.last_ts = walked.last_ts
             reader.pending.add(walked.scratch, len(rows), self._seg, walked.data)
+            if walked.dropped:  # counted once the chunk's rows are merged (a run may stop)
+                self._seg_drops[self._seg] = (walked.dropped, walked.drop_ts)
             self._seg += 1
-            self.dropped += walked.dropped
-            self.drop_ts = max(self.drop_ts, walked.drop_ts)
         else:
             self._drop(walked)
 
@@ -1280,6 +1282,9 @@ class ColumnarTrace:
             for scratch, lo, hi, seg, buf, last in reader.pending.take(cut):
                 if last:
                     self._merged.append(scratch)
+                    dropped, drop_ts = self._seg_drops.pop(seg, (0, -1))
+                    self.dropped += dropped
+                    self.drop_ts = max(self.drop_ts, drop_ts)
                 pieces.append((scratch, lo, seg))
                 kind, ts, tid, pid, val = scratch.ptrs[:5]
                 addresses += (kind + lo, ts + 8 * lo, tid + 4 * lo, pid + 4 * lo,

@@ -900,7 +900,9 @@ class FastRun:
 
     def run(self) -> Any:
         v = self.verifier
-        for batch in self.trace.batches():
+        cancel = self.opts.cancel
+        batches = self.trace.batches()
+        for batch in batches:
             self._refresh()
             rows = batch.rows
             ts = rows.ts + self.ts_offset if self.ts_offset else rows.ts
@@ -932,6 +934,10 @@ class FastRun:
                 elif status == RUN_DONE:
                     break
             self._end_batch(batch, comm_index)
+            if cancel is not None and cancel.is_set():
+                batches.close()  # stops the readers
+                v.result.interrupted = True
+                break
         self._emit(self.deferred)  # the whole input was read: what was held back goes out
         self.deferred = []
         trace = self.trace
@@ -1100,6 +1106,8 @@ class FastRun:
         for k, name in enumerate(plan.names):
             if self.seen_names[k]:
                 v.dispatcher.seen_events.add(name)
+        if v.result.interrupted:
+            return v.interrupted(last_ts)
         if started and last_ts is not None and hasattr(v.dispatcher, "finish"):
             v.dispatcher.finish(last_ts)
         return v.finish(started)
