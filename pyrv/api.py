@@ -509,11 +509,18 @@ def _note_unused_params(opts: CheckOptions, chosen: list[DAMonitor]) -> None:
             )
 
 
+#: the HZ a kernel can be built with (include/linux/jiffies.h: "#error Invalid value of HZ")
+HZ_MIN, HZ_MAX = 12, 12287
+
+
 def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:
     """A parameter no monitor has, or a value that cannot be one, is a usage error: a typo
     must not quietly run the default."""
-    if opts.hz is not None and opts.hz <= 0:
-        raise CheckError(f"--hz {opts.hz}: the kernel's HZ is a positive number")
+    if opts.hz is not None and not HZ_MIN <= opts.hz <= HZ_MAX:
+        raise CheckError(
+            f"--hz {opts.hz}: the kernel's HZ is a positive number from {HZ_MIN} to {HZ_MAX} "
+            "(include/linux/jiffies.h refuses any other)"
+        )
     if not opts.params:
         return
     known = {p for d in [*kernel_definitions().values(), *defs] for p in d.params}

@@ -282,6 +282,10 @@ def test_list_says_which_events_an_input_provides(capsys):
         (["-m", "stall", "--param", "nope=1"], "--param nope: no monitor has this parameter"),
         (["-m", "stall", "--param", "threshold_jiffies=-5"], "are not negative"),
         (["-m", "stall", "--hz", "0"], "--hz 0: the kernel's HZ is a positive number"),
+        # include/linux/jiffies.h builds only 12 <= HZ < 12288; past 2*10^9 a tick is 0 ns
+        (["-m", "stall", "--hz", "11"], "--hz 11: the kernel's HZ is a positive number from 12"),
+        (["-m", "stall", "--hz", "12288"], "to 12287"),
+        (["-m", "stall", "--hz", "3000000000"], "--hz 3000000000"),
     ],
 )
 def test_bad_parameters_are_usage_errors(args, message, capsys):
@@ -296,6 +300,8 @@ def test_bad_parameters_are_usage_errors(args, message, capsys):
         ("threshold_jiffies", "expected NAME=INTEGER"),
         ("=5", "expected NAME=INTEGER"),
         (f"threshold_jiffies={2**64}", "larger than an unsigned long"),
+        ("threshold_jiffies=--5", "expected NAME=INTEGER"),
+        ("threshold_jiffies=\u00b2", "expected NAME=INTEGER"),  # a digit int() refuses
     ],
 )
 def test_malformed_parameters_exit_2_not_1(value, message, capsys):
@@ -418,3 +424,63 @@ def test_a_parameter_of_a_monitor_not_run_is_named_as_changing_nothing(capsys):
     assert "--param threshold_jiffies: no monitor run here (wwnr) has it" in capsys.readouterr().err
     assert main(["check", "-m", "stall", "--param", "threshold_jiffies=500"]) in (0, 1)
     assert "changes nothing" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e999", "later than any trace time"),
+        ("18446744073.709551616", "later than any trace time"),  # one ns past the u64 clock
+        ("inf", "a trace time is a finite number of seconds"),
+        ("nan", "a trace time is a finite number of seconds"),
+        ("-1", "trace times are not negative"),
+        ("soon", "is not a number of seconds"),
+    ],
+)
+@pytest.mark.parametrize("trace", ["ftrace-text/sched_trace.txt", "tracedat/sched_v6.dat"])
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_a_start_time_no_trace_can_have_is_a_usage_error(value, message, trace, as_json, capsys):
+    """Exit 1 means violations: a --start that overflows or is not a time is a usage error."""
+    path = need_shared(RECORDED / trace)
+    with pytest.raises(SystemExit) as info:
+        main(["check", *as_json, f"--start={value}", str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--start" in err and message in err
+    assert "Traceback" not in err
+
+
+def test_a_start_time_keeps_every_printed_digit():
+    """--start is read as the decimal it is printed as, to the nanosecond (a float rounds
+    the 17 digits of a time such as 12345678.123456789 s)."""
+    from pyrv.cli.options import trace_time_ns
+
+    assert trace_time_ns("12345678.123456789") == 12345678123456789
+    assert trace_time_ns("18446744073.709551615") == 2**64 - 1
+    assert trace_time_ns("0") == 0
+
+
+@pytest.mark.parametrize("command", ["mon", "record"])
+@pytest.mark.parametrize("value", ["-1", "0", "x", str(2**64)])
+def test_a_buffer_size_that_is_not_a_positive_kib_count_is_a_usage_error(command, value, capsys):
+    """tracefs' buffer_size_kb is a nonzero unsigned long; the kernel's bare EINVAL named
+    neither the option nor the value."""
+    args = [command, "wwnr"] if command == "mon" else [command, "-o", "/nonexistent/x.dat"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--buffer-kb", value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"--buffer-kb: {value!r}" in err
+
+
+@pytest.mark.parametrize("value", ["0", "9", "-1", "x"])
+def test_per_task_slots_outside_1_to_8_is_a_usage_error(value, capsys):
+    """docs/rvfs.md: CONFIG_RV_PER_TASK_MONITORS is 1..8; 0 used to mean "the default"."""
+    with pytest.raises(SystemExit) as info:
+        main(["mount", "/nonexistent", "--per-task-slots", value])
+    assert info.value.code == 2 and "--per-task-slots" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "x"])
+def test_an_umount_timeout_that_is_not_finite_seconds_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["umount", "/nonexistent", "--timeout", value])
+    assert info.value.code == 2 and "--timeout" in capsys.readouterr().err

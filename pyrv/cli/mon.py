@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TextIO
 
-from pyrv.cli.options import add_definition_option, duration
+from pyrv.cli.options import BUFFER_KB, add_definition_option, duration
 from pyrv.monitors.records import Record
 from pyrv.sources.events import LostEvents
 
@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     p.add_argument("-t", "--trace", action="store_true", help="print the monitor's events")
     p.add_argument("-s", "--self", action="store_true", help="with -t, also pyrv's own events")
     p.add_argument("--duration", type=duration, metavar="S", help="stop after S seconds")
-    p.add_argument("--buffer-kb", type=int, default=4096, help="per-CPU buffer (default 4096)")
+    p.add_argument(
+        "--buffer-kb", type=BUFFER_KB, default=4096, help="per-CPU buffer (default 4096)"
+    )
     p.add_argument("--kmsg", action="store_true", help="printk reactor also writes /dev/kmsg")
     add_definition_option(p)
     return p
