@@ -147,6 +147,9 @@ class MonitorDef:
     #: a hybrid model's value variables, by name ([env]); empty when the model has none
     env: dict[str, EnvValue] = field(default_factory=dict)
     env_line: int | None = None  # where [env] is, for errors found when the model is built
+    #: where ``name`` and ``container`` are, for errors found when the monitor is registered
+    name_line: int | None = None
+    container_line: int | None = None
     #: the model as its DOT file was read, HA parts (guards, resets, invariants) included: a
     #: hybrid model is evaluated from it with the run's parameters and HZ, never re-read
     dot: DotModel | None = None
@@ -229,6 +232,10 @@ def parse_definition(
             f"monitor name {name!r} must be an identifier of at most 31 characters",
         )
     mtype = _monitor_type(mon.get("type"), source, locate.key_line("monitor", 0, "type"))
+    container_line = locate.key_line("monitor", 0, "container")
+    container = None
+    if "container" in mon:
+        container = _required_str(mon, "container", source, container_line)
     model_line = locate.key_line("monitor", 0, "model")
     params = _params(mon.get("params", {}), source, locate.key_line("monitor", 0, "params"))
     ltl = _ltl_model(mon, source, base_dir, model_line)
@@ -272,7 +279,7 @@ def parse_definition(
         description=str(mon.get("description", "")),
         type=mtype,
         model=model,
-        container=mon.get("container"),
+        container=container,
         hooks=hooks,
         declared_events=declared,
         source=source,
@@ -284,6 +291,8 @@ def parse_definition(
         env=env,
         env_line=locate.key_line("env", 0, None) if env else None,
         dot=dot,
+        name_line=locate.key_line("monitor", 0, "name"),
+        container_line=container_line if container is not None else None,
     )
 
 
