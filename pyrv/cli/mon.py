@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from pyrv.api import CheckError
     from pyrv.live import LiveOptions, run_live
     from pyrv.models.automaton import ModelError
-    from pyrv.monitors.catalogue import build_rv
+    from pyrv.monitors.catalogue import build_rv, load_monitor_definition
     from pyrv.monitors.hooks import DefinitionError
     from pyrv.monitors.reactors import RVPanic
     from pyrv.sources.errors import TraceError
@@ -85,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         print("pyrv mon: needs root permission (tracefs)", file=sys.stderr)
         return 2
     name = args.monitor.split(":", 1)[-1]
-    probe = build_rv(per_task_slots=8)
+    try:  # the user's definitions too: `-d mine.toml mine` names a monitor they define
+        defs = [load_monitor_definition(d) for d in args.definition]
+        probe = build_rv(defs, per_task_slots=8)
+    except (ModelError, DefinitionError) as exc:
+        print(f"pyrv mon: {exc}", file=sys.stderr)
+        return 2
     mons = {m.name: m for m in probe.monitors()}
     if name not in mons:
         print(f"pyrv mon: monitor {args.monitor} does not exist", file=sys.stderr)
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = LiveOptions(
         monitors=[args.monitor],
-        definitions=args.definition,
+        definitions=defs,
         reactor=args.reactor,
         emit_events=args.trace,
         on_record=printer.record if args.trace else None,
