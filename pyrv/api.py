@@ -34,7 +34,7 @@ from pyrv.sources.detect import open_trace
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
 from pyrv.sources.merge import merge_by_time
-from pyrv.sources.presence import events_present
+from pyrv.sources.presence import events_present, first_event_line
 from pyrv.sources.tracepoints import BARE
 
 
@@ -153,7 +153,13 @@ def check(
     ]
     present = _presence(files, readers, opts)
     names, rv = select_monitors(
-        opts, defs, present, label, only_requested=True, context=_has_context_column(firsts)
+        opts,
+        defs,
+        present,
+        label,
+        only_requested=True,
+        context=_has_context_column(firsts),
+        preempt=_shows_preempt(files, readers),
     )
     if not names:
         raise CheckError(_nothing_selected(label, readers, opts))
@@ -387,6 +393,22 @@ def _ties_note(label: str, ties: int) -> str:
     )
 
 
+def _shows_preempt(files: list[str | Path], readers: list) -> bool:
+    """Whether the inputs print sched_switch's preempt '+' (``R+``). Everything does but
+    ``trace-cmd report``'s default sched_switch plugin (trace-formats.md 3.5), seen in the
+    payload of the first sched_switch line; a report that cannot be scanned ahead (stdin)
+    is taken not to, as its verdicts could not be trusted."""
+    for f, r in zip(files, readers, strict=True):
+        if not isinstance(r, TextTraceReader) or not str(r.layout).startswith("report"):
+            continue
+        if str(f) == "-" or not Path(f).is_file():
+            return False
+        line = first_event_line(f, "sched_switch")
+        if line is not None and b" ==> " in line and b"prev_state=" not in line:
+            return False
+    return True
+
+
 def _has_context_column(firsts: list[TraceItem | None]) -> bool:
     """Whether the inputs' events carry the probe context (the irq-info column)."""
     return not any(isinstance(f, TraceEvent) and f.flags is None for f in firsts)
@@ -416,6 +438,7 @@ def select_monitors(
     where: str,
     *,
     context: bool = True,
+    preempt: bool = True,
     only_requested: bool = False,
 ) -> tuple[list[str], RV]:
     """Choose the monitors, size the per-task slots to them, and enable them in a new RV.
@@ -424,6 +447,9 @@ def select_monitors(
     (``present(event_name)``); with none requested, every monitor whose events are present.
     ``context``: the input has the irq-info column; without it, a monitor whose hooks read the
     probe context is left out of the default selection (asked for, it is an error later).
+    ``preempt``: the input prints sched_switch's preempt '+'; without it, a monitor whose
+    conditions tell ``R+`` from ``R`` is left out of the default selection (with a note) and
+    refused when asked for by name (a requested container's child is left out with a note).
     ``only_requested``: the RV holds only the requested monitors (and the containers, in the
     same order), when they are named plainly: a recorded trace's check of one monitor need
     not build the others (their definitions, models, Büchi automata).
@@ -449,6 +475,12 @@ def select_monitors(
             if n in named:
                 raise CheckError(_missing_message(n, where, missing))
             skipped.append(_missing_message(n, where, missing, explain=False))  # a child
+        if not missing and not preempt and mon.definition.reads_preempt():
+            if n in named:
+                raise CheckError(_no_preempt_message(n, where))
+            if opts.on_note is not None:
+                opts.on_note(f"not run: {_no_preempt_message(n, where, explain=False)}")
+            continue
         if not missing and (context or opts.monitors or not mon.definition.uses_context()):
             chosen.append(n)
     if skipped:
@@ -565,6 +597,18 @@ def _no_hooks_reason(mon: DAMonitor) -> str:
         )
     where = mon.definition.source if mon.definition is not None else "its definition"
     return f"monitor {mon.name} has no hooks ({where} has no [[hooks]] table)"
+
+
+def _no_preempt_message(name: str, where: str, explain: bool = True) -> str:
+    """Why a monitor reading prev_state's '+' cannot run on this input."""
+    text = (
+        f"monitor {name} tells a preempted switch (prev_state R+) from a runnable one (R), "
+        f"and {where} does not print the '+': trace-cmd report's default sched_switch plugin "
+        "drops it"
+    )
+    if explain:
+        text += " (verify the trace.dat itself, or its trace-cmd report -N or -R text)"
+    return text
 
 
 def _expand_requested(requested: Sequence[str], rv: RV, mons: dict[str, DAMonitor]) -> list[str]:

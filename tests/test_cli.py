@@ -484,3 +484,52 @@ def test_an_umount_timeout_that_is_not_finite_seconds_is_a_usage_error(value, ca
     with pytest.raises(SystemExit) as info:
         main(["umount", "/nonexistent", "--timeout", value])
     assert info.value.code == 2 and "--timeout" in capsys.readouterr().err
+
+
+RPLUS = REPO / "tests" / "data" / "defs" / "rplus.toml"
+
+
+def test_a_monitor_reading_the_preempt_plus_is_refused_on_report_plugin_text(capsys):
+    """trace-formats.md 3.5: trace-cmd report's default sched_switch plugin prints R+ as R, so
+    a monitor whose conditions tell them apart is refused by name and left out (with a note)
+    of the default selection, as monitors needing the irq-info column are."""
+    report = need_shared(RECORDED / "tracedat" / "report_default.txt")
+    assert main(["check", "-d", str(RPLUS), "-m", "trplus", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert "monitor trplus tells a preempted switch (prev_state R+) from a runnable one" in err
+    assert "does not print the '+'" in err and "report -N or -R" in err
+    assert main(["check", "-d", str(RPLUS), str(report)]) in (0, 1)
+    captured = capsys.readouterr()
+    ran = {ln.split()[0] for ln in captured.out.splitlines() if ln.startswith("   ")}
+    assert "wwnr" in ran and "trplus" not in ran
+    assert "not run: monitor trplus tells a preempted switch" in captured.err
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        "tracedat/sched_v6.dat",  # binary: prev_state's preempt bit
+        "tracedat/report_opt_N.txt",  # report -N: the kernel's print fmt, R+
+        "tracedat/report_opt_R.txt",  # report -R: the number, preempt bit included
+        "ftrace-text/sched_trace.txt",  # the kernel's own text
+    ],
+)
+def test_input_that_prints_the_preempt_plus_runs_such_a_monitor(trace, capsys):
+    path = need_shared(RECORDED / trace)
+    assert main(["check", "-d", str(RPLUS), "-m", "trplus", str(path)]) in (0, 1)
+    assert re.search(r"^\s+trplus\s+per_task", capsys.readouterr().out, re.M)
+
+
+def test_a_condition_blind_to_the_plus_runs_on_report_text_as_on_the_dat(tmp_path, capsys):
+    """Where a condition gives R and R+ the same answer, the plugin's text is the same data as
+    the trace.dat (recorded/README.md): the monitor runs on both, with the same verdicts."""
+    text = RPLUS.read_text().replace("['R+', 'D']", "['R', 'R+', 'D']")
+    (tmp_path / "wakerun.dot").write_text((RPLUS.parent / "wakerun.dot").read_text())
+    (tmp_path / "blind.toml").write_text(text)
+    outs = []
+    for trace in ("tracedat/report_default.txt", "tracedat/sched_v6.dat"):
+        path = need_shared(RECORDED / trace)
+        main(["check", "-d", str(tmp_path / "blind.toml"), "-m", "trplus", str(path)])
+        out = capsys.readouterr().out
+        outs.append([ln for ln in out.splitlines() if "error_trplus" in ln or "trplus " in ln])
+    assert outs[0] and outs[0] == outs[1]

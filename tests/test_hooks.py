@@ -273,3 +273,33 @@ def test_env_rows_must_be_the_models_value_variables(tmp_path):
         path.write_text(edit)
         with pytest.raises(DefinitionError, match=re.escape(message)):
             build_monitor(load_monitor_definition(path))
+
+
+@pytest.mark.parametrize(
+    ("condition", "reads"),
+    [
+        ("prev_state == 'R+'", True),
+        ("prev_state == 'R'", True),  # the plugin's R is also a preempted switch
+        ("prev_state not in ['R+']", True),
+        ("prev_pid > 0 and prev_state in ['R+', 'D']", True),
+        ("'+' in prev_state", True),
+        ("prev_state == next_comm", True),  # compared with another field: assumed to
+        ("prev_state in ['R', 'R+']", False),
+        ("prev_state == 'R' or prev_state == 'R+'", False),
+        ("prev_pid > 0 and prev_state not in ['R', 'R+']", False),
+        ("prev_state == 'S'", False),
+        ("prev_pid == 1", False),
+    ],
+)
+def test_a_condition_reads_the_preempt_plus_when_it_tells_r_plus_from_r(condition, reads):
+    """trace-formats.md 3.5: trace-cmd report's plugin prints R for R+; a hook whose condition
+    gives another answer for R than for R+ depends on the '+'."""
+    hook = SWITCH_HOOK.format(when=condition)
+    assert parse(MONITOR + hook).reads_preempt() is reads
+
+
+MONITOR = '[monitor]\nname = "m"\ntype = "per_task"\nmodel = "wwnr"\n'
+SWITCH_HOOK = (
+    '[[hooks]]\ntracepoint = "sched:sched_switch"\ntask = "prev_pid"\nwhen = "{when}"\n'
+    'entry = "handle"\nevent = "switch_out"\n'
+)

@@ -148,3 +148,74 @@ def _check_types(root: ast.expr, types: dict[str, type | None]) -> None:
                             lit.col_offset + 1,
                             f"field {name.id!r} is {kind}; {ast.unparse(lit)} can never equal it",
                         )
+
+
+#: more free comparisons than this in one condition: assume it tells the values apart
+_MAX_FREE = 12
+
+
+def tells_apart(text: str, field: str, a: str, b: str) -> bool:
+    """Whether the condition ``text`` (valid: compiled before) can be true for ``field == a``
+    and false for ``field == b``, or the reverse, all other fields equal.
+
+    Comparisons that do not read ``field`` may be true or false in any combination; one that
+    compares ``field`` with another field, or reads it other than by comparison with
+    literals, is assumed to tell them apart. So ``prev_state == 'R'`` tells ``R`` from ``R+``,
+    ``prev_state in ['R', 'R+']`` and ``prev_state == 'R' or prev_state == 'R+'`` do not."""
+    tree = ast.parse(text.strip(), mode="eval").body
+    free: list[ast.expr] = []
+    try:
+        _collect_free(tree, field, free)
+    except _Unsure:
+        return True
+    if len(free) > _MAX_FREE:
+        return True
+    for bits in range(1 << len(free)):
+        truth = {id(node): bool(bits >> i & 1) for i, node in enumerate(free)}
+        if _value(tree, field, a, truth) != _value(tree, field, b, truth):
+            return True
+    return False
+
+
+class _Unsure(Exception):
+    """A use of the field the analysis does not follow."""
+
+
+def _reads(node: ast.expr, field: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == field for n in ast.walk(node))
+
+
+def _collect_free(node: ast.expr, field: str, free: list[ast.expr]) -> None:
+    """The parts whose truth is free (they do not read ``field``), in evaluation order."""
+    if isinstance(node, ast.BoolOp):
+        for v in node.values:
+            _collect_free(v, field, free)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        _collect_free(node.operand, field, free)
+    elif not _reads(node, field):
+        if not isinstance(node, ast.Constant):
+            free.append(node)
+    elif isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]
+        if any(_reads(o, field) and not isinstance(o, ast.Name) for o in operands) or any(
+            isinstance(o, ast.Name) and o.id != field for o in operands
+        ):
+            raise _Unsure
+    elif not (isinstance(node, ast.Name) and node.id == field):
+        raise _Unsure
+
+
+def _value(node: ast.expr, field: str, value: str, truth: dict[int, bool]) -> bool:
+    """The condition's truth with ``field == value`` and the free parts as ``truth`` says."""
+    if id(node) in truth:
+        return truth[id(node)]
+    if isinstance(node, ast.BoolOp):
+        parts = (_value(v, field, value, truth) for v in node.values)
+        return all(parts) if isinstance(node.op, ast.And) else any(parts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _value(node.operand, field, value, truth)
+    compiled = _compile(node, frozenset({field}))
+    try:
+        return bool(compiled({field: value}))
+    except TypeError:
+        return False

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from pyrv.models.automaton import Automaton, ModelError
 from pyrv.models.dot import DotModel
 from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
-from pyrv.monitors.conditions import ConditionError, Fields, Predicate, compile_condition
+from pyrv.monitors.conditions import (
+    ConditionError,
+    Fields,
+    Predicate,
+    compile_condition,
+    tells_apart,
+)
 from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
 from pyrv.monitors.ltl import AtomInit, CommPrefix
 
@@ -49,6 +55,10 @@ DERIVED_FIELDS: dict[str, dict[str, type]] = {
     "raw_syscalls:sys_enter": {f"arg{i}": int for i in range(6)},
 }
 COMMON_FIELDS = tuple(COMMON_TYPES)
+#: the field that prints the preempt flag as a '+' (``R+``: switched out by preemption), and
+#: the one value it shows instead where the '+' is dropped (trace-cmd report's plugin)
+PREEMPT_FIELD = ("sched:sched_switch", "prev_state")
+PREEMPTED, PREEMPTED_WITHOUT_PLUS = "R+", "R"
 _TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
 _HOOK_KEYS = {
@@ -106,6 +116,8 @@ class Hook:
     value: bool | Predicate | None = None
     # per-object storage rows (model_event is -1): create, destroy or reset the object's storage
     storage: str | None = None
+    #: a condition tells R+ from R: needs input that prints prev_state's preempt '+'
+    reads_preempt: bool = False
 
 
 #: what ``ha_get_env`` returns for a variable it cannot read (spec §3.5)
@@ -124,6 +136,7 @@ class EnvValue:
     uses_common: bool
     uses_context: bool
     line: int | None
+    reads_preempt: bool = False  # as Hook.reads_preempt
 
 
 @dataclass
@@ -181,6 +194,13 @@ class MonitorDef:
         irq-info column."""
         return any(h.uses_context for h in self.hooks) or any(
             v.uses_context for v in self.env.values()
+        )
+
+    def reads_preempt(self) -> bool:
+        """Whether a condition tells a preempted switch (``R+``) from a runnable one (``R``),
+        so that input whose sched_switch lost the '+' would change the verdicts."""
+        return any(h.reads_preempt for h in self.hooks) or any(
+            v.reads_preempt for v in self.env.values()
         )
 
 
@@ -398,7 +418,13 @@ def _hook(
             f"{where}: model {model.name!r} has no event {ev!r} "
             f"(events: {', '.join(model.events)})",
         )
-    return Hook(**common, entry=entry, model_event=model.events.index(ev), model_event_name=ev)
+    return Hook(
+        **common,
+        entry=entry,
+        model_event=model.events.index(ev),
+        model_event_name=ev,
+        reads_preempt=_reads_preempt(full, when_text),
+    )
 
 
 def _ltl_model(
@@ -472,6 +498,7 @@ def _ltl_hook(
         action=action,
         atom=atom,
         value=value,
+        reads_preempt=_reads_preempt(full, when_text, row.get("value")),
     )
 
 
@@ -493,6 +520,16 @@ def _when(
         text,
         any(c in text for c in COMMON_FIELDS),
         any(c in text for c in CONTEXT_TYPES),
+    )
+
+
+def _reads_preempt(tracepoint: str, *texts: object) -> bool:
+    """Whether a (compiled, valid) condition of a hook on ``tracepoint`` tells ``R+`` from
+    ``R`` in the field that prints the preempt '+'."""
+    tp, name = PREEMPT_FIELD
+    return tracepoint == tp and any(
+        isinstance(t, str) and tells_apart(t, name, PREEMPTED, PREEMPTED_WITHOUT_PLUS)
+        for t in texts
     )
 
 
@@ -605,6 +642,8 @@ def _env(
             any(c in text for c in COMMON_FIELDS),
             any(c in text for c in CONTEXT_TYPES),
             line,
+            any(h.tracepoint == PREEMPT_FIELD[0] for h in hooks)
+            and _reads_preempt(PREEMPT_FIELD[0], text),
         )
     return out
 
