@@ -9,7 +9,9 @@ code. Names are checked against the fields the tracepoint has.
 from __future__ import annotations
 
 import ast
+import io
 import operator
+import tokenize
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -27,6 +29,16 @@ _CMP: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
+
+
+#: how deep a condition may nest (brackets, and chained ``not``/``&``/``-``... within one):
+#: far beyond any real condition, and shallow enough that parsing, compiling and evaluating
+#: it stay well inside Python's recursion limit (Python's own parser stops at 200 brackets
+#: with a bare "syntax error", and at about 1000 chained operators with RecursionError)
+MAX_NESTING = 32
+#: tokens that end an operand chain at their level: what follows is not nested in what came
+_CHAIN_BREAKS = frozenset({"and", "or", ",", "==", "!=", "<", "<=", ">", ">=", "in", "is"})
+_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
 
 
 class ConditionError(ValueError):
@@ -48,10 +60,12 @@ def compile_condition(text: str, fields: Collection[str] | Mapping[str, type | N
     variant that lacks the field must not crash the checker (the loader already rejected
     names the tracepoint does not have).
     """
+    text = text.strip()
+    _check_nesting(text)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise ConditionError(exc.offset, f"syntax error in condition {text!r}") from None
+        raise ConditionError(exc.offset, f"syntax error in condition {shorten(text)}") from None
     types = dict(fields) if isinstance(fields, Mapping) else dict.fromkeys(fields)
     _check_types(tree.body, types)
     getter = _compile(tree.body, frozenset(types))
@@ -63,6 +77,52 @@ def compile_condition(text: str, fields: Collection[str] | Mapping[str, type | N
             return False
 
     return predicate
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """The condition for a message: a hostile one can be megabytes long."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse a condition nested deeper than :data:`MAX_NESTING`, at the column where it
+    gets there, before Python's parser sees it.
+
+    The depth counted bounds the syntax tree's: each open bracket, and within a bracket each
+    ``not`` and each operator since the last ``and``/``or``/comparison/comma (``not not a``,
+    ``a & b & c`` and ``- - a`` nest; ``a and b and c`` and ``a == b`` do not). A condition
+    the tokenizer cannot read is left to the parser, which says why."""
+    levels = [[0, 0]]  # per open bracket: nots, chained operators since the last break
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            kind, value = tok.type, tok.string
+            if kind == tokenize.OP and value in _OPEN:
+                levels.append([0, 0])
+            elif kind == tokenize.OP and value in _CLOSE:
+                if len(levels) > 1:
+                    levels.pop()
+                continue
+            elif value in ("and", "or"):
+                levels[-1] = [0, 0]
+                continue
+            elif value in _CHAIN_BREAKS:
+                levels[-1][1] = 0
+                continue
+            elif value == "not":
+                levels[-1][0] += 1
+            elif kind == tokenize.OP:
+                levels[-1][1] += 1
+            else:
+                continue
+            depth = len(levels) - 1 + sum(n + ops for n, ops in levels)
+            if depth > MAX_NESTING:
+                raise ConditionError(
+                    tok.start[1] + 1,
+                    f"nested too deeply: more than {MAX_NESTING} levels of brackets and chained"
+                    " operators (not, &, -...)",
+                )
+    except (tokenize.TokenError, SyntaxError):
+        return
 
 
 def _compile(node: ast.expr, fields: frozenset[str]) -> Getter:

@@ -23,6 +23,7 @@ from pyrv.monitors.conditions import (
     Fields,
     Predicate,
     compile_condition,
+    shorten,
     tells_apart,
 )
 from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
@@ -234,6 +235,14 @@ def parse_definition(
     load_model: ModelLookup,
 ) -> MonitorDef:
     """Parse and validate a definition's text (see :func:`load_definition`)."""
+    deep = _toml_too_deep(text)
+    if deep is not None:
+        raise DefinitionError(
+            source,
+            deep,
+            f"arrays or inline tables nested more than {MAX_TOML_NESTING} deep (the TOML"
+            " reader recurses on each level; a definition needs a few)",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -539,7 +548,7 @@ def _compile(
     try:
         return compile_condition(text, fields)
     except ConditionError as exc:
-        raise DefinitionError(source, line, f"{where}: condition {text!r}: {exc}") from None
+        raise DefinitionError(source, line, f"{where}: condition {shorten(text)}: {exc}") from None
 
 
 def _ltl_tables(
@@ -937,6 +946,44 @@ def _reject_unknown(
             line,
             f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})",
         )
+
+
+#: how deep a definition's arrays and inline tables may nest ([[hooks]] headers are 2)
+MAX_TOML_NESTING = 32
+_TOML_QUOTES = ('"""', "'''", '"', "'")
+
+
+def _toml_too_deep(text: str) -> int | None:
+    """The line where ``[``/``{`` nesting first exceeds :data:`MAX_TOML_NESTING` outside
+    strings and comments, or None. tomllib recurses per level and raises RecursionError
+    (not TOMLDecodeError) at a few hundred."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "\"'":
+            quote = next(q for q in _TOML_QUOTES if text.startswith(q, i))
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if text[j] == "\n" and len(quote) == 1:
+                    break  # an unterminated one-line string: tomllib reports it
+                j += 2 if text[j] == "\\" and quote[0] == '"' else 1
+            line += text.count("\n", i, j)
+            i = j + len(quote)
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_TOML_NESTING:
+                return line
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
