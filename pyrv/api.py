@@ -491,7 +491,14 @@ def select_monitors(
             for note in skipped:
                 opts.on_note(f"not run: {note}")
     _note_unused_params(opts, [all_mons[n] for n in chosen])
-    slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
+    per_task = [n for n in chosen if all_mons[n].type is MonitorType.PER_TASK]
+    slots = len(per_task)
+    if slots > MAX_PER_TASK_SLOTS:
+        raise CheckError(
+            f"{where}: {slots} per-task monitors would run ({', '.join(per_task)}), more than "
+            f"the {MAX_PER_TASK_SLOTS} per-task slots a kernel can have "
+            "(CONFIG_RV_PER_TASK_MONITORS): choose them with -m"
+        )
     rv = build_rv(
         defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params, only=only
     )
@@ -541,6 +548,8 @@ def _note_unused_params(opts: CheckOptions, chosen: list[DAMonitor]) -> None:
             )
 
 
+#: CONFIG_RV_PER_TASK_MONITORS is at most 8 (kernel/trace/rv/Kconfig)
+MAX_PER_TASK_SLOTS = 8
 #: the HZ a kernel can be built with (include/linux/jiffies.h: "#error Invalid value of HZ")
 HZ_MIN, HZ_MAX = 12, 12287
 

@@ -533,3 +533,17 @@ def test_a_condition_blind_to_the_plus_runs_on_report_text_as_on_the_dat(tmp_pat
         out = capsys.readouterr().out
         outs.append([ln for ln in out.splitlines() if "error_trplus" in ln or "trplus " in ln])
     assert outs[0] and outs[0] == outs[1]
+
+
+def test_more_per_task_monitors_than_a_kernel_has_slots_is_said_so(monkeypatch, capsys):
+    """Standard input cannot be scanned ahead, so every monitor is chosen: with a user's
+    per-task monitor that is 9, past CONFIG_RV_PER_TASK_MONITORS' 8 (kernel-rv.md, per-task
+    slots). It failed with "writing 'trplus' to enabled_monitors: Device or resource busy"."""
+    import io
+
+    trace = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(trace.read_bytes())))
+    assert main(["check", "-d", str(RPLUS), "-"]) == 2
+    err = capsys.readouterr().err
+    assert "per-task monitors would run" in err and "more than the 8 per-task slots" in err
+    assert "choose them with -m" in err
