@@ -35,7 +35,7 @@ from pyrv.sources.detect import open_trace
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
 from pyrv.sources.merge import merge_by_time
-from pyrv.sources.presence import events_present
+from pyrv.sources.presence import events_present, first_event_line
 from pyrv.sources.tracepoints import BARE
 
 
@@ -161,7 +161,13 @@ def check(
     ]
     present = _presence(files, readers, opts)
     names, rv = select_monitors(
-        opts, defs, present, label, only_requested=True, context=_has_context_column(firsts)
+        opts,
+        defs,
+        present,
+        label,
+        only_requested=True,
+        context=_has_context_column(firsts),
+        preempt=_shows_preempt(files, readers),
     )
     if not names:
         raise CheckError(_nothing_selected(label, readers, opts))
@@ -422,6 +428,22 @@ def _ties_note(label: str, ties: int) -> str:
     )
 
 
+def _shows_preempt(files: list[str | Path], readers: list) -> bool:
+    """Whether the inputs print sched_switch's preempt '+' (``R+``). Everything does but
+    ``trace-cmd report``'s default sched_switch plugin (trace-formats.md 3.5), seen in the
+    payload of the first sched_switch line; a report that cannot be scanned ahead (stdin)
+    is taken not to, as its verdicts could not be trusted."""
+    for f, r in zip(files, readers, strict=True):
+        if not isinstance(r, TextTraceReader) or not str(r.layout).startswith("report"):
+            continue
+        if str(f) == "-" or not Path(f).is_file():
+            return False
+        line = first_event_line(f, "sched_switch")
+        if line is not None and b" ==> " in line and b"prev_state=" not in line:
+            return False
+    return True
+
+
 def _has_context_column(firsts: list[TraceItem | None]) -> bool:
     """Whether the inputs' events carry the probe context (the irq-info column)."""
     return not any(isinstance(f, TraceEvent) and f.flags is None for f in firsts)
@@ -451,6 +473,7 @@ def select_monitors(
     where: str,
     *,
     context: bool = True,
+    preempt: bool = True,
     only_requested: bool = False,
 ) -> tuple[list[str], RV]:
     """Choose the monitors, size the per-task slots to them, and enable them in a new RV.
@@ -459,6 +482,9 @@ def select_monitors(
     (``present(event_name)``); with none requested, every monitor whose events are present.
     ``context``: the input has the irq-info column; without it, a monitor whose hooks read the
     probe context is left out of the default selection (asked for, it is an error later).
+    ``preempt``: the input prints sched_switch's preempt '+'; without it, a monitor whose
+    conditions tell ``R+`` from ``R`` is left out of the default selection (with a note) and
+    refused when asked for by name (a requested container's child is left out with a note).
     ``only_requested``: the RV holds only the requested monitors (and the containers, in the
     same order), when they are named plainly: a recorded trace's check of one monitor need
     not build the others (their definitions, models, Büchi automata).
@@ -484,6 +510,12 @@ def select_monitors(
             if n in named:
                 raise CheckError(_missing_message(n, where, missing))
             skipped.append(_missing_message(n, where, missing, explain=False))  # a child
+        if not missing and not preempt and mon.definition.reads_preempt():
+            if n in named:
+                raise CheckError(_no_preempt_message(n, where))
+            if opts.on_note is not None:
+                opts.on_note(f"not run: {_no_preempt_message(n, where, explain=False)}")
+            continue
         if not missing and (context or opts.monitors or not mon.definition.uses_context()):
             chosen.append(n)
     if skipped:
@@ -494,7 +526,14 @@ def select_monitors(
             for note in skipped:
                 opts.on_note(f"not run: {note}")
     _note_unused_params(opts, [all_mons[n] for n in chosen])
-    slots = sum(all_mons[n].type is MonitorType.PER_TASK for n in chosen)
+    per_task = [n for n in chosen if all_mons[n].type is MonitorType.PER_TASK]
+    slots = len(per_task)
+    if slots > MAX_PER_TASK_SLOTS:
+        raise CheckError(
+            f"{where}: {slots} per-task monitors would run ({', '.join(per_task)}), more than "
+            f"the {MAX_PER_TASK_SLOTS} per-task slots a kernel can have "
+            "(CONFIG_RV_PER_TASK_MONITORS): choose them with -m"
+        )
     rv = build_rv(
         defs, per_task_slots=min(8, max(2, slots)), hz=opts.hz, params=opts.params, only=only
     )
@@ -544,11 +583,20 @@ def _note_unused_params(opts: CheckOptions, chosen: list[DAMonitor]) -> None:
             )
 
 
+#: CONFIG_RV_PER_TASK_MONITORS is at most 8 (kernel/trace/rv/Kconfig)
+MAX_PER_TASK_SLOTS = 8
+#: the HZ a kernel can be built with (include/linux/jiffies.h: "#error Invalid value of HZ")
+HZ_MIN, HZ_MAX = 12, 12287
+
+
 def _check_params(opts: CheckOptions, defs: list[MonitorDef]) -> None:
     """A parameter no monitor has, or a value that cannot be one, is a usage error: a typo
     must not quietly run the default."""
-    if opts.hz is not None and opts.hz <= 0:
-        raise CheckError(f"--hz {opts.hz}: the kernel's HZ is a positive number")
+    if opts.hz is not None and not HZ_MIN <= opts.hz <= HZ_MAX:
+        raise CheckError(
+            f"--hz {opts.hz}: the kernel's HZ is a positive number from {HZ_MIN} to {HZ_MAX} "
+            "(include/linux/jiffies.h refuses any other)"
+        )
     if not opts.params:
         return
     known = {p for d in [*kernel_definitions().values(), *defs] for p in d.params}
@@ -593,6 +641,18 @@ def _no_hooks_reason(mon: DAMonitor) -> str:
         )
     where = mon.definition.source if mon.definition is not None else "its definition"
     return f"monitor {mon.name} has no hooks ({where} has no [[hooks]] table)"
+
+
+def _no_preempt_message(name: str, where: str, explain: bool = True) -> str:
+    """Why a monitor reading prev_state's '+' cannot run on this input."""
+    text = (
+        f"monitor {name} tells a preempted switch (prev_state R+) from a runnable one (R), "
+        f"and {where} does not print the '+': trace-cmd report's default sched_switch plugin "
+        "drops it"
+    )
+    if explain:
+        text += " (verify the trace.dat itself, or its trace-cmd report -N or -R text)"
+    return text
 
 
 def _expand_requested(requested: Sequence[str], rv: RV, mons: dict[str, DAMonitor]) -> list[str]:

@@ -282,6 +282,10 @@ def test_list_says_which_events_an_input_provides(capsys):
         (["-m", "stall", "--param", "nope=1"], "--param nope: no monitor has this parameter"),
         (["-m", "stall", "--param", "threshold_jiffies=-5"], "are not negative"),
         (["-m", "stall", "--hz", "0"], "--hz 0: the kernel's HZ is a positive number"),
+        # include/linux/jiffies.h builds only 12 <= HZ < 12288; past 2*10^9 a tick is 0 ns
+        (["-m", "stall", "--hz", "11"], "--hz 11: the kernel's HZ is a positive number from 12"),
+        (["-m", "stall", "--hz", "12288"], "to 12287"),
+        (["-m", "stall", "--hz", "3000000000"], "--hz 3000000000"),
     ],
 )
 def test_bad_parameters_are_usage_errors(args, message, capsys):
@@ -296,6 +300,8 @@ def test_bad_parameters_are_usage_errors(args, message, capsys):
         ("threshold_jiffies", "expected NAME=INTEGER"),
         ("=5", "expected NAME=INTEGER"),
         (f"threshold_jiffies={2**64}", "larger than an unsigned long"),
+        ("threshold_jiffies=--5", "expected NAME=INTEGER"),
+        ("threshold_jiffies=\u00b2", "expected NAME=INTEGER"),  # a digit int() refuses
     ],
 )
 def test_malformed_parameters_exit_2_not_1(value, message, capsys):
@@ -418,3 +424,126 @@ def test_a_parameter_of_a_monitor_not_run_is_named_as_changing_nothing(capsys):
     assert "--param threshold_jiffies: no monitor run here (wwnr) has it" in capsys.readouterr().err
     assert main(["check", "-m", "stall", "--param", "threshold_jiffies=500"]) in (0, 1)
     assert "changes nothing" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e999", "later than any trace time"),
+        ("18446744073.709551616", "later than any trace time"),  # one ns past the u64 clock
+        ("inf", "a trace time is a finite number of seconds"),
+        ("nan", "a trace time is a finite number of seconds"),
+        ("-1", "trace times are not negative"),
+        ("soon", "is not a number of seconds"),
+    ],
+)
+@pytest.mark.parametrize("trace", ["ftrace-text/sched_trace.txt", "tracedat/sched_v6.dat"])
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_a_start_time_no_trace_can_have_is_a_usage_error(value, message, trace, as_json, capsys):
+    """Exit 1 means violations: a --start that overflows or is not a time is a usage error."""
+    path = need_shared(RECORDED / trace)
+    with pytest.raises(SystemExit) as info:
+        main(["check", *as_json, f"--start={value}", str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--start" in err and message in err
+    assert "Traceback" not in err
+
+
+def test_a_start_time_keeps_every_printed_digit():
+    """--start is read as the decimal it is printed as, to the nanosecond (a float rounds
+    the 17 digits of a time such as 12345678.123456789 s)."""
+    from pyrv.cli.options import trace_time_ns
+
+    assert trace_time_ns("12345678.123456789") == 12345678123456789
+    assert trace_time_ns("18446744073.709551615") == 2**64 - 1
+    assert trace_time_ns("0") == 0
+
+
+@pytest.mark.parametrize("command", ["mon", "record"])
+@pytest.mark.parametrize("value", ["-1", "0", "x", str(2**64)])
+def test_a_buffer_size_that_is_not_a_positive_kib_count_is_a_usage_error(command, value, capsys):
+    """tracefs' buffer_size_kb is a nonzero unsigned long; the kernel's bare EINVAL named
+    neither the option nor the value."""
+    args = [command, "wwnr"] if command == "mon" else [command, "-o", "/nonexistent/x.dat"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--buffer-kb", value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"--buffer-kb: {value!r}" in err
+
+
+@pytest.mark.parametrize("value", ["0", "9", "-1", "x"])
+def test_per_task_slots_outside_1_to_8_is_a_usage_error(value, capsys):
+    """docs/rvfs.md: CONFIG_RV_PER_TASK_MONITORS is 1..8; 0 used to mean "the default"."""
+    with pytest.raises(SystemExit) as info:
+        main(["mount", "/nonexistent", "--per-task-slots", value])
+    assert info.value.code == 2 and "--per-task-slots" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "x"])
+def test_an_umount_timeout_that_is_not_finite_seconds_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["umount", "/nonexistent", "--timeout", value])
+    assert info.value.code == 2 and "--timeout" in capsys.readouterr().err
+
+
+RPLUS = REPO / "tests" / "data" / "defs" / "rplus.toml"
+
+
+def test_a_monitor_reading_the_preempt_plus_is_refused_on_report_plugin_text(capsys):
+    """trace-formats.md 3.5: trace-cmd report's default sched_switch plugin prints R+ as R, so
+    a monitor whose conditions tell them apart is refused by name and left out (with a note)
+    of the default selection, as monitors needing the irq-info column are."""
+    report = need_shared(RECORDED / "tracedat" / "report_default.txt")
+    assert main(["check", "-d", str(RPLUS), "-m", "trplus", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert "monitor trplus tells a preempted switch (prev_state R+) from a runnable one" in err
+    assert "does not print the '+'" in err and "report -N or -R" in err
+    assert main(["check", "-d", str(RPLUS), str(report)]) in (0, 1)
+    captured = capsys.readouterr()
+    ran = {ln.split()[0] for ln in captured.out.splitlines() if ln.startswith("   ")}
+    assert "wwnr" in ran and "trplus" not in ran
+    assert "not run: monitor trplus tells a preempted switch" in captured.err
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        "tracedat/sched_v6.dat",  # binary: prev_state's preempt bit
+        "tracedat/report_opt_N.txt",  # report -N: the kernel's print fmt, R+
+        "tracedat/report_opt_R.txt",  # report -R: the number, preempt bit included
+        "ftrace-text/sched_trace.txt",  # the kernel's own text
+    ],
+)
+def test_input_that_prints_the_preempt_plus_runs_such_a_monitor(trace, capsys):
+    path = need_shared(RECORDED / trace)
+    assert main(["check", "-d", str(RPLUS), "-m", "trplus", str(path)]) in (0, 1)
+    assert re.search(r"^\s+trplus\s+per_task", capsys.readouterr().out, re.M)
+
+
+def test_a_condition_blind_to_the_plus_runs_on_report_text_as_on_the_dat(tmp_path, capsys):
+    """Where a condition gives R and R+ the same answer, the plugin's text is the same data as
+    the trace.dat (recorded/README.md): the monitor runs on both, with the same verdicts."""
+    text = RPLUS.read_text().replace("['R+', 'D']", "['R', 'R+', 'D']")
+    (tmp_path / "wakerun.dot").write_text((RPLUS.parent / "wakerun.dot").read_text())
+    (tmp_path / "blind.toml").write_text(text)
+    outs = []
+    for trace in ("tracedat/report_default.txt", "tracedat/sched_v6.dat"):
+        path = need_shared(RECORDED / trace)
+        main(["check", "-d", str(tmp_path / "blind.toml"), "-m", "trplus", str(path)])
+        out = capsys.readouterr().out
+        outs.append([ln for ln in out.splitlines() if "error_trplus" in ln or "trplus " in ln])
+    assert outs[0] and outs[0] == outs[1]
+
+
+def test_more_per_task_monitors_than_a_kernel_has_slots_is_said_so(monkeypatch, capsys):
+    """Standard input cannot be scanned ahead, so every monitor is chosen: with a user's
+    per-task monitor that is 9, past CONFIG_RV_PER_TASK_MONITORS' 8 (kernel-rv.md, per-task
+    slots). It failed with "writing 'trplus' to enabled_monitors: Device or resource busy"."""
+    import io
+
+    trace = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(trace.read_bytes())))
+    assert main(["check", "-d", str(RPLUS), "-"]) == 2
+    err = capsys.readouterr().err
+    assert "per-task monitors would run" in err and "more than the 8 per-task slots" in err
+    assert "choose them with -m" in err

@@ -273,3 +273,92 @@ def test_env_rows_must_be_the_models_value_variables(tmp_path):
         path.write_text(edit)
         with pytest.raises(DefinitionError, match=re.escape(message)):
             build_monitor(load_monitor_definition(path))
+
+
+@pytest.mark.parametrize(
+    ("condition", "reads"),
+    [
+        ("prev_state == 'R+'", True),
+        ("prev_state == 'R'", True),  # the plugin's R is also a preempted switch
+        ("prev_state not in ['R+']", True),
+        ("prev_pid > 0 and prev_state in ['R+', 'D']", True),
+        ("'+' in prev_state", True),
+        ("prev_state == next_comm", True),  # compared with another field: assumed to
+        ("prev_state in ['R', 'R+']", False),
+        ("prev_state == 'R' or prev_state == 'R+'", False),
+        ("prev_pid > 0 and prev_state not in ['R', 'R+']", False),
+        ("prev_state == 'S'", False),
+        ("prev_pid == 1", False),
+    ],
+)
+def test_a_condition_reads_the_preempt_plus_when_it_tells_r_plus_from_r(condition, reads):
+    """trace-formats.md 3.5: trace-cmd report's plugin prints R for R+; a hook whose condition
+    gives another answer for R than for R+ depends on the '+'."""
+    hook = SWITCH_HOOK.format(when=condition)
+    assert parse(MONITOR + hook).reads_preempt() is reads
+
+
+MONITOR = '[monitor]\nname = "m"\ntype = "per_task"\nmodel = "wwnr"\n'
+SWITCH_HOOK = (
+    '[[hooks]]\ntracepoint = "sched:sched_switch"\ntask = "prev_pid"\nwhen = "{when}"\n'
+    'entry = "handle"\nevent = "switch_out"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("condition", "col"),
+    [
+        ("(" * 3000 + "prev_pid == 1" + ")" * 3000, 33),  # Python's parser: "syntax error" at 201
+        ("(" * 33 + "prev_pid == 1" + ")" * 33, 33),
+        ("not " * 5000 + "prev_pid == 1", 129),  # RecursionError in Python's parser
+        ("-" * 5000 + "1 == prev_pid", 33),
+        ("prev_pid" + " & prev_pid" * 5000 + " == 1", 362),
+        ("[" * 40 + "1" + "]" * 40 + " == prev_pid", 33),
+    ],
+)
+def test_a_condition_nested_too_deeply_says_so_at_its_column(condition, col):
+    """Deep nesting is refused as such, with the limit and the column of the 33rd level,
+    never as a syntax error nor with RecursionError."""
+    with pytest.raises(ConditionError) as err:
+        compile_condition(condition, SWITCH)
+    assert err.value.col == col
+    assert "nested too deeply: more than 32 levels" in str(err.value)
+    assert "syntax error" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "(" * 32 + "prev_pid == 1" + ")" * 32,
+        "not " * 32 + "prev_pid == 1",
+        " and ".join(["not (prev_pid == 1)"] * 5000),  # long, not deep
+        " == ".join(["prev_pid"] * 3000),
+        "prev_comm == '" + "(" * 500 + "'",  # brackets in a string are text
+    ],
+)
+def test_long_or_moderately_nested_conditions_compile(condition):
+    compile_condition(condition, SWITCH)({"prev_pid": 1, "prev_comm": "x"})
+
+
+def test_a_deep_condition_in_a_definition_names_file_line_and_column():
+    deep = "(" * 3000 + "prev_pid == 1" + ")" * 3000
+    with pytest.raises(DefinitionError) as err:
+        parse(MONITOR + SWITCH_HOOK.format(when=deep))
+    text = str(err.value)
+    assert text.startswith("mon.toml:8: hook #1: condition '((((")
+    assert "column 33: nested too deeply" in text and len(text) < 300
+
+
+@pytest.mark.parametrize(
+    "value", ["[" * 3000 + "]" * 3000, "{ b = " * 3000 + "1" + " }" * 3000, "[" * 33 + "]" * 33]
+)
+def test_toml_nested_too_deeply_is_a_definition_error_at_its_line(value):
+    """tomllib recurses per level and raised RecursionError, not TOMLDecodeError."""
+    with pytest.raises(DefinitionError) as err:
+        parse(MONITOR + "params = { a = 1 }\n\n[extra]\nx = " + value + "\n")
+    assert err.value.line == 8 and "nested more than 32 deep" in str(err.value)
+
+
+def test_toml_brackets_inside_strings_and_comments_do_not_count():
+    hook = SWITCH_HOOK.format(when="prev_comm != '" + "[" * 40 + "'")
+    parse(MONITOR + "# " + "{" * 40 + "\n" + hook)

@@ -733,3 +733,24 @@ def test_engine_matches_the_reference(steps):
         wd(mon, event, now, key=key, entry=Entry.START_RUN, owner=owner)
     mon.finish(now)
     assert observed(out) == reference(steps)
+
+
+@pytest.mark.parametrize(
+    ("guard", "message"),
+    [
+        ("(" * 3000 + "clk < 5us" + ")" * 3000, "more than 64 nested parentheses"),
+        ("(" * 65 + "clk < 5us" + ")" * 65, "more than 64 nested parentheses"),
+        (" || ".join(["clk < 5us"] * 3000), "more than 64 && and || operators"),
+    ],
+)
+def test_a_guard_nested_too_deeply_is_a_model_error_not_a_recursion_error(guard, message):
+    text = dot(f'"a" -> "b" [ label = "go;{guard}" ];', '"b" -> "a" [ label = "back;reset(clk)" ];')
+    err = model_error(text)
+    assert "guard nested too deeply" in str(err) and message in str(err)
+    assert err.line is not None and err.col is not None
+
+
+def test_a_guard_nested_64_deep_is_read():
+    guard = "(" * 64 + "clk < 5us" + ")" * 64
+    text = dot(f'"a" -> "b" [ label = "go;{guard}" ];', '"b" -> "a" [ label = "back;reset(clk)" ];')
+    parse_hybrid(text, "m.dot", {})

@@ -374,6 +374,26 @@ def test_mon_wip_is_refused_naming_the_missing_events(tracefs):
     assert ours(proc.pid) not in pyrv_instances(tracefs)
 
 
+def test_mon_runs_a_monitor_its_definition_file_defines(tracefs, tmp_path):
+    """``pyrv mon -d mine.toml mine``: the monitor the file defines exists (mon looked the
+    name up among the built-ins only and said it does not exist)."""
+    (tmp_path / "mine.toml").write_text(
+        '[monitor]\nname = "mine"\ntype = "per_task"\nmodel = "wwnr"\n'
+        '[[hooks]]\ntracepoint = "sched:sched_switch"\ntask = "prev_pid"\n'
+        'entry = "start"\nevent = "switch_out"\n'
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "pyrv", "mon", "-d", "mine.toml", "mine", "--duration", "0.3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert res.returncode in (0, 1), res.stderr
+    assert "pyrv mon: mine: " in res.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # pyrv record.
 

@@ -302,3 +302,78 @@ def test_an_atom_set_only_for_kernel_threads_has_a_value(tmp_path):
 
     defn = load_monitor_definition(renamed(tmp_path, "wakeup", "mine2", only_kernel))
     assert defn.ltl_init.kernel_thread == {"USER_THREAD": False}
+
+
+#: a plain per-task monitor of the bundled wwnr model, placed by ``{extra}``
+PLACED = """[monitor]
+name = "{name}"
+type = "per_task"
+model = "wwnr"
+{extra}
+[[hooks]]
+tracepoint = "sched:sched_switch"
+task = "prev_pid"
+entry = "start"
+event = "switch_out"
+"""
+
+
+def placed(tmp_path: Path, name: str, extra: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(PLACED.format(name=name, extra=extra))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ('container = "wwnr"', "container 'wwnr' is a monitor, not a container"),
+        ('container = "nosuchcontainer"', "container 'nosuchcontainer' is not a container"),
+        ('container = "bad"', "container 'bad' is not a container"),  # its own name
+        ("container = 5", "container must be a non-empty string"),
+    ],
+)
+@pytest.mark.parametrize("command", ["list", "check"])
+def test_a_container_that_is_not_one_is_an_error_at_its_line(
+    tmp_path, extra, reason, command, capsys
+):
+    """docs/monitor-definitions.md, Containers: only the kernel's containers exist; a plain
+    monitor or an unknown name as container is refused at the file and line of the key, by
+    every command (list crashed on 'already registered'; check blamed the trace)."""
+    path = placed(tmp_path, "bad", extra)
+    trace = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    args = (
+        ["list", "-d", str(path)] if command == "list" else ["check", "-d", str(path), str(trace)]
+    )
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:5: " in err and reason in err and str(trace) not in err
+
+
+def test_a_definition_cannot_take_a_containers_name(tmp_path, capsys):
+    """A definition replaces a built-in monitor of its name, but not a container: naming one
+    is refused at the line of ``name`` (it was silently ignored: -m sched ran the kernel's)."""
+    path = placed(tmp_path, "sched", "")
+    for args in (["list", "-d", str(path)], ["check", "-d", str(path), "-m", "sched"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"{path}:2: monitor sched: sched is a built-in container" in err
+
+
+def test_a_definition_joins_a_builtin_container(tmp_path, capsys):
+    """``container = "sched"`` makes it a child of the kernel's sched, listed under it."""
+    path = placed(tmp_path, "kid", 'container = "sched"')
+    assert main(["list", "sched", "-d", str(path)]) == 0
+    assert re.search(r"^kid\s", capsys.readouterr().out, re.M)
+
+
+def test_build_rv_checks_definitions_made_without_the_loader(tmp_path):
+    """The API path (MonitorDef objects handed to build_rv) is refused the same way."""
+    from pyrv.monitors.catalogue import build_rv
+
+    good = load_monitor_definition(placed(tmp_path, "kid", 'container = "sched"'))
+    bad = dataclasses.replace(good, container="wwnr")
+    with pytest.raises(DefinitionError, match=r"kid\.toml:5: .*is a monitor, not a container"):
+        build_rv([bad])
+    with pytest.raises(DefinitionError, match="sched is a built-in container"):
+        build_rv([dataclasses.replace(good, name="sched", container=None)])

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from pyrv.cli import mon as mon_command
 from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
-from pyrv.cli.options import add_definition_option
+from pyrv.cli.options import add_definition_option, trace_time_ns
 
 if TYPE_CHECKING:
     from pyrv.api import CheckResult
@@ -110,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--start",
         metavar="SECONDS",
-        type=float,
+        type=trace_time_ns,
         help="enable the monitors at this trace time (seconds, as printed)",
     )
     c.add_argument(
@@ -263,7 +264,7 @@ _PARAM_MAX = 2**64 - 1
 def _param(item: str) -> tuple[str, int]:
     """``NAME=INTEGER``; a malformed one is a usage error (exit 2), as argparse's own are."""
     name, sep, value = item.partition("=")
-    if not sep or not name or not value.lstrip("-").isdigit():
+    if not sep or not name or not re.fullmatch(r"-?[0-9]+", value):
         raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=INTEGER")
     if int(value) > _PARAM_MAX:
         raise argparse.ArgumentTypeError(f"{item!r}: larger than an unsigned long (2^64-1)")
@@ -338,7 +339,7 @@ def _check(args: argparse.Namespace, cancel: threading.Event) -> int:
             emit_events=args.events,
             skip_bad_lines=args.skip_bad_lines,
             formats_dir=args.formats,
-            start_ts=None if args.start is None else round(args.start * 1e9),
+            start_ts=args.start,
             start_marker=args.start_marker,
             detect_silent_loss=not args.no_resync,
             partial=args.partial,

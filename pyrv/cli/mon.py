@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TextIO
 
-from pyrv.cli.options import add_definition_option, duration
+from pyrv.cli.options import BUFFER_KB, add_definition_option, duration
 from pyrv.monitors.records import Record
 from pyrv.sources.events import LostEvents
 
@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
     p.add_argument("-t", "--trace", action="store_true", help="print the monitor's events")
     p.add_argument("-s", "--self", action="store_true", help="with -t, also pyrv's own events")
     p.add_argument("--duration", type=duration, metavar="S", help="stop after S seconds")
-    p.add_argument("--buffer-kb", type=int, default=4096, help="per-CPU buffer (default 4096)")
+    p.add_argument(
+        "--buffer-kb", type=BUFFER_KB, default=4096, help="per-CPU buffer (default 4096)"
+    )
     p.add_argument("--kmsg", action="store_true", help="printk reactor also writes /dev/kmsg")
     add_definition_option(p)
     return p
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from pyrv.api import CheckError
     from pyrv.live import LiveOptions, run_live
     from pyrv.models.automaton import ModelError
-    from pyrv.monitors.catalogue import build_rv
+    from pyrv.monitors.catalogue import build_rv, load_monitor_definition
     from pyrv.monitors.hooks import DefinitionError
     from pyrv.monitors.reactors import RVPanic
     from pyrv.sources.errors import TraceError
@@ -83,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
         print("pyrv mon: needs root permission (tracefs)", file=sys.stderr)
         return 2
     name = args.monitor.split(":", 1)[-1]
-    probe = build_rv(per_task_slots=8)
+    try:  # the user's definitions too: `-d mine.toml mine` names a monitor they define
+        defs = [load_monitor_definition(d) for d in args.definition]
+        probe = build_rv(defs, per_task_slots=8)
+    except (ModelError, DefinitionError) as exc:
+        print(f"pyrv mon: {exc}", file=sys.stderr)
+        return 2
     mons = {m.name: m for m in probe.monitors()}
     if name not in mons:
         print(f"pyrv mon: monitor {args.monitor} does not exist", file=sys.stderr)
@@ -106,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = LiveOptions(
         monitors=[args.monitor],
-        definitions=args.definition,
+        definitions=defs,
         reactor=args.reactor,
         emit_events=args.trace,
         on_record=printer.record if args.trace else None,

@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from pyrv.cli.options import int_range, wait_seconds
+
 EXIT_OK, EXIT_ERROR = 0, 2
 
 
@@ -44,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     m.add_argument(
         "--per-task-slots",
-        type=int,
+        type=int_range(1, 8, "CONFIG_RV_PER_TASK_MONITORS"),
         metavar="N",
         help="CONFIG_RV_PER_TASK_MONITORS, 1..8 (overrides --compat)",
     )
@@ -85,7 +87,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     u.add_argument("dir", metavar="DIR")
     u.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the daemon (default 10)"
+        "--timeout",
+        type=wait_seconds,
+        default=10.0,
+        help="seconds to wait for the daemon (default 10)",
     )
     u.set_defaults(run=_cmd_umount)
 
@@ -115,7 +120,9 @@ def _cmd_mount(args: argparse.Namespace) -> int:
     if args.monitors is not None:
         monitors = [m.strip() for m in args.monitors.split(",") if m.strip()]
     mountpoint = os.path.abspath(args.dir)  # the daemon changes to / before mounting
-    slots = args.per_task_slots or (1 if args.compat == "6.12" else 2)
+    slots = args.per_task_slots
+    if slots is None:
+        slots = 1 if args.compat == "6.12" else 2
     try:
         gid = _gid(args.gid)
         # build once here, so bad options fail before forking

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from pyrv.cli.options import add_definition_option, duration
+from pyrv.cli.options import BUFFER_KB, add_definition_option, duration
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -38,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
         help="record this event, system:event (repeatable)",
     )
     p.add_argument("--duration", type=duration, metavar="S", help="stop after S seconds")
-    p.add_argument("--buffer-kb", type=int, default=4096, help="per-CPU buffer (default 4096)")
+    p.add_argument(
+        "--buffer-kb", type=BUFFER_KB, default=4096, help="per-CPU buffer (default 4096)"
+    )
     p.add_argument("--clock", help="trace clock (default: the kernel's default, local)")
     p.add_argument(
         "--file-version",

@@ -276,6 +276,12 @@ class _RawBool:
 _Raw = _RawCmp | _RawBool
 
 
+#: how deep a guard may nest: parentheses, and ``&&``/``||`` operators (each one is a level
+#: of the tree the engine walks); the kernel's guards use a handful, and deeper would
+#: exhaust Python's recursion (RecursionError) on hostile input
+MAX_GUARD_NESTING = 64
+
+
 class _GuardParser:
     """Recursive descent over ``||`` < ``&&`` < comparison / parenthesised guard."""
 
@@ -284,6 +290,19 @@ class _GuardParser:
         self.ctx = ctx
         self.toks = _tokens(text, ctx)
         self.i = 0
+        self.parens = 0  # open parentheses around the token being read
+        self.bools = 0  # && and || read so far: a bound on the tree's depth
+
+    def deeper(self, tok: _Tok, parens: int = 0, bools: int = 0) -> None:
+        """Count a '(' or an operator; past :data:`MAX_GUARD_NESTING`, an error at it."""
+        self.parens += parens
+        self.bools += bools
+        if self.parens > MAX_GUARD_NESTING or self.bools > MAX_GUARD_NESTING:
+            what = "nested parentheses" if parens else "&& and || operators"
+            raise self.ctx.error(
+                tok.off,
+                f"guard nested too deeply: more than {MAX_GUARD_NESTING} {what}",
+            )
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -307,21 +326,23 @@ class _GuardParser:
     def or_expr(self) -> _Raw:
         left = self.and_expr()
         while self.peek().text == "||":
-            self.take()
+            self.deeper(self.take(), bools=1)
             left = _RawBool("||", left, self.and_expr())
         return left
 
     def and_expr(self) -> _Raw:
         left = self.primary()
         while self.peek().text == "&&":
-            self.take()
+            self.deeper(self.take(), bools=1)
             left = _RawBool("&&", left, self.primary())
         return left
 
     def primary(self) -> _Raw:
         tok = self.take()
         if tok.text == "(" and tok.kind == "op":
+            self.deeper(tok, parens=1)
             inner = self.or_expr()
+            self.parens -= 1
             close = self.take()
             if close.text != ")":
                 raise self.ctx.error(tok.off, f"missing ')' for this '(' in guard {self.text!r}")

@@ -74,7 +74,43 @@ def definitions_dir() -> Path:
 
 def load_monitor_definition(path: str | Path) -> MonitorDef:
     """Load a monitor definition file (model + hook table) with the tracepoint catalogue."""
-    return load_definition(path, _fields_of, _load_model)
+    defn = load_definition(path, _fields_of, _load_model)
+    check_placement(defn)
+    return defn
+
+
+def check_placement(defn: MonitorDef) -> None:
+    """Refuse a definition the registry could not place as written, naming its file and line.
+
+    A container is a registered monitor of its own (its desc, its children), which only the
+    kernel's modules provide: a definition may join one (``container``) but neither name a
+    plain monitor or an unknown name as its container (pyrv would have to invent one), nor
+    take a container's name (it would not replace the container: its children would lose
+    their parent)."""
+    from pyrv.monitors.hooks import DefinitionError
+
+    containers = ", ".join(CONTAINERS)
+    if defn.name in CONTAINERS:
+        raise DefinitionError(
+            defn.source,
+            defn.name_line,
+            f"monitor {defn.name}: {defn.name} is a built-in container; a definition replaces"
+            f" a built-in monitor, not a container (containers: {containers}): choose another"
+            " name",
+        )
+    where = defn.container
+    if where is None or where in CONTAINERS:
+        return
+    what = (
+        "a monitor, not a container"
+        if where in KERNEL_ORDER
+        else "not a container pyrv has (a definition cannot create one)"
+    )
+    raise DefinitionError(
+        defn.source,
+        defn.container_line,
+        f"monitor {defn.name}: container {where!r} is {what}; containers: {containers}",
+    )
 
 
 def kernel_definitions() -> dict[str, MonitorDef]:
@@ -290,6 +326,8 @@ def build_rv(
     order as the full registry), e.g. for a check of one monitor: the other definitions are
     not even read."""
     user = {d.name: d for d in definitions or ()}
+    for d in user.values():  # also those made without load_monitor_definition
+        check_placement(d)
     rv = rv_factory(per_task_slots) if rv_factory else RV(per_task_slots=per_task_slots)
     containers: dict[str, Monitor] = {}
     order = [*KERNEL_ORDER, *(n for n in user if n not in KERNEL_ORDER)]
@@ -301,11 +339,6 @@ def build_rv(
         if only is not None and name not in only:
             continue
         d = user[name] if name in user else kernel_definition(name)
-        parent = None
-        if d.container is not None:
-            if d.container not in containers:
-                containers[d.container] = Container(d.container, f"container {d.container}.")
-                rv.register_monitor(containers[d.container])
-            parent = containers[d.container]
+        parent = containers[d.container] if d.container is not None else None
         _register(rv, build_monitor(d, hz, params), parent, d)
     return rv

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from pyrv.models.automaton import Automaton, ModelError
 from pyrv.models.dot import DotModel
 from pyrv.models.ltl import LTLSpec, load_ltl, load_ltl_model
-from pyrv.monitors.conditions import ConditionError, Fields, Predicate, compile_condition
+from pyrv.monitors.conditions import (
+    ConditionError,
+    Fields,
+    Predicate,
+    compile_condition,
+    shorten,
+    tells_apart,
+)
 from pyrv.monitors.da import STORAGE_ACTIONS, Entry, MonitorType, StorageConfig
 from pyrv.monitors.ltl import AtomInit, CommPrefix
 
@@ -49,6 +56,10 @@ DERIVED_FIELDS: dict[str, dict[str, type]] = {
     "raw_syscalls:sys_enter": {f"arg{i}": int for i in range(6)},
 }
 COMMON_FIELDS = tuple(COMMON_TYPES)
+#: the field that prints the preempt flag as a '+' (``R+``: switched out by preemption), and
+#: the one value it shows instead where the '+' is dropped (trace-cmd report's plugin)
+PREEMPT_FIELD = ("sched:sched_switch", "prev_state")
+PREEMPTED, PREEMPTED_WITHOUT_PLUS = "R+", "R"
 _TYPE_NAMES = {"int": int, "str": str}
 CURRENT = "current"
 _HOOK_KEYS = {
@@ -106,6 +117,8 @@ class Hook:
     value: bool | Predicate | None = None
     # per-object storage rows (model_event is -1): create, destroy or reset the object's storage
     storage: str | None = None
+    #: a condition tells R+ from R: needs input that prints prev_state's preempt '+'
+    reads_preempt: bool = False
 
 
 #: what ``ha_get_env`` returns for a variable it cannot read (spec §3.5)
@@ -124,6 +137,7 @@ class EnvValue:
     uses_common: bool
     uses_context: bool
     line: int | None
+    reads_preempt: bool = False  # as Hook.reads_preempt
 
 
 @dataclass
@@ -147,6 +161,9 @@ class MonitorDef:
     #: a hybrid model's value variables, by name ([env]); empty when the model has none
     env: dict[str, EnvValue] = field(default_factory=dict)
     env_line: int | None = None  # where [env] is, for errors found when the model is built
+    #: where ``name`` and ``container`` are, for errors found when the monitor is registered
+    name_line: int | None = None
+    container_line: int | None = None
     #: the model as its DOT file was read, HA parts (guards, resets, invariants) included: a
     #: hybrid model is evaluated from it with the run's parameters and HZ, never re-read
     dot: DotModel | None = None
@@ -180,6 +197,13 @@ class MonitorDef:
             v.uses_context for v in self.env.values()
         )
 
+    def reads_preempt(self) -> bool:
+        """Whether a condition tells a preempted switch (``R+``) from a runnable one (``R``),
+        so that input whose sched_switch lost the '+' would change the verdicts."""
+        return any(h.reads_preempt for h in self.hooks) or any(
+            v.reads_preempt for v in self.env.values()
+        )
+
 
 #: a bundled model's name -> the model, with its DOT-level parts when it has them
 ModelLookup = Callable[[str], "Automaton | DotModel"]
@@ -211,6 +235,14 @@ def parse_definition(
     load_model: ModelLookup,
 ) -> MonitorDef:
     """Parse and validate a definition's text (see :func:`load_definition`)."""
+    deep = _toml_too_deep(text)
+    if deep is not None:
+        raise DefinitionError(
+            source,
+            deep,
+            f"arrays or inline tables nested more than {MAX_TOML_NESTING} deep (the TOML"
+            " reader recurses on each level; a definition needs a few)",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -229,6 +261,10 @@ def parse_definition(
             f"monitor name {name!r} must be an identifier of at most 31 characters",
         )
     mtype = _monitor_type(mon.get("type"), source, locate.key_line("monitor", 0, "type"))
+    container_line = locate.key_line("monitor", 0, "container")
+    container = None
+    if "container" in mon:
+        container = _required_str(mon, "container", source, container_line)
     model_line = locate.key_line("monitor", 0, "model")
     params = _params(mon.get("params", {}), source, locate.key_line("monitor", 0, "params"))
     ltl = _ltl_model(mon, source, base_dir, model_line)
@@ -272,7 +308,7 @@ def parse_definition(
         description=str(mon.get("description", "")),
         type=mtype,
         model=model,
-        container=mon.get("container"),
+        container=container,
         hooks=hooks,
         declared_events=declared,
         source=source,
@@ -284,6 +320,8 @@ def parse_definition(
         env=env,
         env_line=locate.key_line("env", 0, None) if env else None,
         dot=dot,
+        name_line=locate.key_line("monitor", 0, "name"),
+        container_line=container_line if container is not None else None,
     )
 
 
@@ -389,7 +427,13 @@ def _hook(
             f"{where}: model {model.name!r} has no event {ev!r} "
             f"(events: {', '.join(model.events)})",
         )
-    return Hook(**common, entry=entry, model_event=model.events.index(ev), model_event_name=ev)
+    return Hook(
+        **common,
+        entry=entry,
+        model_event=model.events.index(ev),
+        model_event_name=ev,
+        reads_preempt=_reads_preempt(full, when_text),
+    )
 
 
 def _ltl_model(
@@ -463,6 +507,7 @@ def _ltl_hook(
         action=action,
         atom=atom,
         value=value,
+        reads_preempt=_reads_preempt(full, when_text, row.get("value")),
     )
 
 
@@ -487,13 +532,23 @@ def _when(
     )
 
 
+def _reads_preempt(tracepoint: str, *texts: object) -> bool:
+    """Whether a (compiled, valid) condition of a hook on ``tracepoint`` tells ``R+`` from
+    ``R`` in the field that prints the preempt '+'."""
+    tp, name = PREEMPT_FIELD
+    return tracepoint == tp and any(
+        isinstance(t, str) and tells_apart(t, name, PREEMPTED, PREEMPTED_WITHOUT_PLUS)
+        for t in texts
+    )
+
+
 def _compile(
     text: str, fields: dict[str, type | None], source: str, line: int | None, where: str
 ) -> Predicate:
     try:
         return compile_condition(text, fields)
     except ConditionError as exc:
-        raise DefinitionError(source, line, f"{where}: condition {text!r}: {exc}") from None
+        raise DefinitionError(source, line, f"{where}: condition {shorten(text)}: {exc}") from None
 
 
 def _ltl_tables(
@@ -596,6 +651,8 @@ def _env(
             any(c in text for c in COMMON_FIELDS),
             any(c in text for c in CONTEXT_TYPES),
             line,
+            any(h.tracepoint == PREEMPT_FIELD[0] for h in hooks)
+            and _reads_preempt(PREEMPT_FIELD[0], text),
         )
     return out
 
@@ -889,6 +946,44 @@ def _reject_unknown(
             line,
             f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})",
         )
+
+
+#: how deep a definition's arrays and inline tables may nest ([[hooks]] headers are 2)
+MAX_TOML_NESTING = 32
+_TOML_QUOTES = ('"""', "'''", '"', "'")
+
+
+def _toml_too_deep(text: str) -> int | None:
+    """The line where ``[``/``{`` nesting first exceeds :data:`MAX_TOML_NESTING` outside
+    strings and comments, or None. tomllib recurses per level and raises RecursionError
+    (not TOMLDecodeError) at a few hundred."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "\"'":
+            quote = next(q for q in _TOML_QUOTES if text.startswith(q, i))
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if text[j] == "\n" and len(quote) == 1:
+                    break  # an unterminated one-line string: tomllib reports it
+                j += 2 if text[j] == "\\" and quote[0] == '"' else 1
+            line += text.count("\n", i, j)
+            i = j + len(quote)
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_TOML_NESTING:
+                return line
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:

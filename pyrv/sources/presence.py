@@ -60,3 +60,34 @@ def events_present(trace: str | Path, names: Iterable[str]) -> set[str]:
     finally:
         f.close()
     return found
+
+
+def first_event_line(trace: str | Path, name: str) -> bytes | None:
+    """The first line of ``trace`` labelled with event ``name`` (as :func:`events_present`
+    finds it), or None: absent, or a file that cannot be scanned ahead (stdin)."""
+    pats = (b" " + name.encode() + b":", b"\n" + name.encode() + b":")
+    path = Path(trace)
+    if str(trace) == "-" or not path.is_file():
+        return None
+    try:
+        f = _opener(path)(path, "rb")
+    except OSError:
+        return None
+    tail = b""
+    try:
+        while chunk := f.read1(_CHUNK):
+            data = tail + chunk
+            at = min((i for i in (data.find(p) for p in pats) if i >= 0), default=-1)
+            if at >= 0:
+                start = data.rfind(b"\n", 0, at + 1) + 1
+                end = data.find(b"\n", at + 1)
+                while end < 0 and (more := f.read1(_CHUNK)):
+                    data += more
+                    end = data.find(b"\n", at + 1)
+                return data[start : end if end >= 0 else len(data)]
+            tail = data[data.rfind(b"\n") + 1 :][-4096:]
+    except (OSError, EOFError, lzma.LZMAError):
+        pass
+    finally:
+        f.close()
+    return None

@@ -297,9 +297,9 @@ class TraceInstance:
 
     def _setup(self) -> None:
         (self.path / "tracing_on").write_text("0")
-        (self.path / "buffer_size_kb").write_text(str(self.buffer_kb))
+        self._set("buffer_size_kb", str(self.buffer_kb))
         if self.clock is not None:
-            (self.path / "trace_clock").write_text(self.clock)
+            self._set("trace_clock", self.clock)
         for tp in self.events:
             system, _, name = tp.partition(":")
             event_dir = self.path / "events" / system / name
@@ -309,6 +309,21 @@ class TraceInstance:
                 (event_dir / "filter").write_text(f"common_pid != {os.getpid()}")
             (event_dir / "enable").write_text("1")
         (self.path / "tracing_on").write_text("1")
+
+    def _set(self, name: str, value: str) -> None:
+        """Write a setting the user chose: the kernel's refusal names it and the value (its
+        errno alone, 'Invalid argument', says neither)."""
+        try:
+            (self.path / name).write_text(value)
+        except OSError as exc:
+            hint = ""
+            if name == "trace_clock":
+                with contextlib.suppress(OSError):
+                    clocks = (self.path / name).read_text().replace("[", "").replace("]", "")
+                    hint = f" (this kernel's clocks: {', '.join(clocks.split())})"
+            raise TracefsError(
+                exc.errno, f"the kernel refused {name} = {value!r}: {exc.strerror}{hint}"
+            ) from None
 
     def __exit__(self, *exc: object) -> None:
         self.close()
