@@ -436,15 +436,12 @@ def _desc_line(rv: RV, mon: Monitor) -> str:
 def _event_source(where: str):  # noqa: ANN202 - a predicate over event names
     """Which events an input provides: the running kernel's tracefs, or a trace's content."""
     if where == "kernel":
-        from pyrv.live import kernel_presence
-        from pyrv.sources.tracefs import find_tracefs
-
-        path = find_tracefs()
-        if path is None:
-            raise OSError("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
         from pyrv.sources.tracefs import Tracefs
 
-        return kernel_presence(Tracefs(path))
+        with Tracefs() as fs:  # mounted for the look-up if nobody had, and unmounted after
+            assert fs.path is not None
+            names = {p.parent.name for p in (fs.path / "events").glob("*/*/format")}
+        return names.__contains__
     from pyrv.api import CheckOptions, _presence
     from pyrv.sources.detect import open_trace
     from pyrv.sources.events import TraceEvent
