@@ -32,7 +32,8 @@ timestamps as ``trace-cmd report`` does; DATE (wall-clock) is not, as ``report``
 saved (CPUSTAT options: entries, overrun, dropped events...) are in :attr:`TraceDat.cpustats`.
 
 Damage (a truncated file, a section that does not parse, a page that does not fit, a chunk
-that does not decompress) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
+that does not decompress, CPU data that does not end where the index's size says: chunks
+that end elsewhere, pages beyond the size or a size running into what follows) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
 (a :class:`TraceError`) naming the section and the byte offset. With ``partial=True`` the
 damage of one CPU's data ends that CPU's stream instead: its events up to the damage are
 yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
@@ -767,10 +768,59 @@ class TraceDat:
     def _where(self, buf: BufferInfo, cd: CpuData) -> str:
         return f"cpu{cd.cpu} data" if buf.name == "" else f"buffer {buf.name!r} cpu{cd.cpu} data"
 
+    def _next_after(self, buf: BufferInfo, cd: CpuData) -> int:
+        """Where the next thing the file's index knows of starts after ``cd``'s data: another
+        CPU's data, a buffer's block, the end of ``buf``'s v7 section, or the end of the file."""
+        after = {self.file_size}
+        for b in self.buffers:
+            after.add(b.offset)
+            after.update(o.offset for o in b.cpus if o.size)
+        if self.version >= 7 and buf.offset + 16 <= self.file_size:
+            after.add(buf.offset + 16 + self._int(self._data[buf.offset + 8 : buf.offset + 16]))
+        return min(a for a in after if a > cd.offset)
+
+    def extent_damage(self, buf: BufferInfo, cd: CpuData) -> BinaryTraceError | None:
+        """Uncompressed CPU data whose size in the index disagrees with the pages in the file:
+        it runs into what follows it, or non-zero bytes follow it before the next thing (a
+        corrupt size would otherwise drop pages silently). The error's offset is where reading
+        must stop. A cut file (the data runs past its end) is reported elsewhere."""
+        end = cd.offset + cd.size
+        if buf.recovered or self._decompress is not None or not cd.size or cd.truncated:
+            return None
+        bound = self._next_after(buf, cd)
+        where = self._where(buf, cd)
+        index = (
+            f"the {'BUFFER option' if self.version >= 7 else 'flyrecord'} index says CPU"
+            f" {cd.cpu}'s data runs from byte offset {cd.offset} for {cd.size} bytes (to {end})"
+        )
+        if end > bound and bound < self.file_size:
+            return BinaryTraceError(
+                self.source,
+                where,
+                bound,
+                f"{index}, into what starts at byte offset {bound}: the size is corrupt",
+            )
+        if end >= bound:
+            return None
+        tail = bytes(self._data[end:bound])
+        rest = tail.lstrip(b"\0")
+        if not rest:
+            return None
+        return BinaryTraceError(
+            self.source,
+            where,
+            end,
+            f"{index}, but data continues at byte offset {bound - len(rest)} (up to {bound}):"
+            " the size is corrupt, the pages after it are not read",
+        )
+
     def _cpu_items(self, decoder: PageDecoder, buf: BufferInfo, cd: CpuData) -> Iterator[TraceItem]:
         where = self._where(buf, cd)
         end = cd.offset + cd.size
         if self._decompress is None:
+            extent = self.extent_damage(buf, cd)
+            if extent is not None:
+                end = min(end, extent.offset or end)
             if end > self.file_size:
                 if not self.partial:
                     raise BinaryTraceError(
@@ -801,13 +851,17 @@ class TraceDat:
                 raise BinaryTraceError(
                     self.source, where, end, "the file ends inside this CPU's data: it is truncated"
                 )
+            if extent is not None:
+                raise extent
             return
         # compressed: u32 chunk count, then {u32 csize, u32 usize, data} chunks of pages
         c = self._chunk(cd.offset, where)
         count = c.u32()
         rest = b""
-        for _ in range(count):
+        for i in range(count):
             at = c.pos
+            if at >= end and not cd.truncated:
+                raise self._chunk_damage(cd, where, at, count, f"chunk {i} would start here")
             data = self._inflate(
                 c, at, "compressed chunk does not decompress", "chunk decompressed", release=True
             )
@@ -817,6 +871,24 @@ class TraceDat:
             rest = data[whole:]
         if rest:
             yield from decoder.pages(rest, cd.cpu, base_offset=c.pos, section=where)
+        if c.pos not in (end, end + 4):
+            raise self._chunk_damage(cd, where, c.pos, count, "they end here")
+
+    def _chunk_damage(
+        self, cd: CpuData, where: str, at: int, count: int, what: str
+    ) -> BinaryTraceError:
+        """Compressed data whose chunk count disagrees with the BUFFER option's size (which
+        trace-cmd writes without the 4-byte count, pyrv's writer with it): a corrupt count
+        would otherwise drop chunks silently, or read what follows as chunks."""
+        end = cd.offset + cd.size
+        return BinaryTraceError(
+            self.source,
+            where,
+            at,
+            f"CPU {cd.cpu}'s data claims {count} compressed chunks ({what}), but the BUFFER"
+            f" option's index says it runs from byte offset {cd.offset} for {cd.size} bytes"
+            f" (to {end}, or {end + 4} counting the chunk count): the chunk count is corrupt",
+        )
 
     def _guard(
         self, items: Iterator[TraceItem], buf: BufferInfo, cd: CpuData

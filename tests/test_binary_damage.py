@@ -1,0 +1,133 @@
+"""Damaged binary traces: what the index promises and what the data holds must agree.
+
+Each file here is a recorded trace with one field corrupted; where reading must stop is
+computed from the file's own structure (the BUFFER option's or flyrecord's index, the chunk
+headers), never from what pyrv printed. Without ``--partial`` the damage is an error naming
+the CPU's data and the byte offset; with it, that CPU's data ends there (a loss until the end
+of the trace) and the reader says where it stopped. Both engines give the same answer.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from pyrv.api import CheckOptions, check
+from pyrv.sources.events import LostEvents, TraceEvent
+from pyrv.sources.ring_buffer import BinaryTraceError
+from pyrv.sources.tracedat import TraceDat
+from tests.conftest import RECORDED, need_shared
+
+TRACEDAT = RECORDED / "tracedat"
+
+
+def chunk_ends(path: Path, cpu: int) -> tuple[int, list[int]]:
+    """(offset of the CPU's chunk count, where each of its chunks ends), from the file."""
+    data = path.read_bytes()
+    with TraceDat(path) as td:
+        cd = next(c for c in td.buffers[0].cpus if c.cpu == cpu)
+    (count,) = struct.unpack_from("<I", data, cd.offset)
+    at, ends = cd.offset + 4, []
+    for _ in range(count):
+        at += 8 + struct.unpack_from("<I", data, at)[0]
+        ends.append(at)
+    return cd.offset, ends
+
+
+def events_of(path: Path, **kw: object) -> list:
+    return list(TraceDat(path, **kw))  # type: ignore[arg-type]
+
+
+def key(e: TraceEvent) -> tuple:
+    return (e.ts, e.cpu, e.pid, e.name, e.fields, e.flags)
+
+
+def both_engines(path: Path, partial: bool) -> str | object:
+    """The reference's result (or error text), after checking the fast path gives the same."""
+    out = []
+    for engine in ("reference", "auto"):
+        try:
+            out.append(check(path, CheckOptions(monitors=["wwnr"], partial=partial, engine=engine)))
+        except Exception as exc:  # noqa: BLE001 - compared
+            out.append(f"{type(exc).__name__}: {exc}")
+    assert out[0] == out[1]
+    return out[0]
+
+
+def corrupt(src: Path, dst: Path, at: int, value: bytes) -> Path:
+    data = bytearray(src.read_bytes())
+    data[at : at + len(value)] = value
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize(("cpu", "count"), [(1, 2), (0, 0), (1, 0), (0, 2)])
+def test_a_compressed_chunk_count_that_disagrees_with_the_index(
+    cpu: int, count: int, tmp_path: Path
+) -> None:
+    src = need_shared(TRACEDAT / "sched_v7_zstd.dat")
+    start, ends = chunk_ends(src, cpu)
+    assert count != len(ends)
+    path = corrupt(src, tmp_path / "bad.dat", start, struct.pack("<I", count))
+    # too few chunks: reading stops where the last one claimed ends; too many: where the
+    # first one the index has no room for would start
+    stop = start + 4 if not count else ends[min(count, len(ends)) - 1]
+    with pytest.raises(BinaryTraceError) as exc:
+        events_of(path)
+    assert exc.value.section == f"cpu{cpu} data" and exc.value.offset == stop
+    assert "chunk count is corrupt" in exc.value.detail and str(start) in exc.value.detail
+
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    uncut = [key(e) for e in events_of(src) if isinstance(e, TraceEvent) and e.cpu == cpu]
+    got = [key(e) for e in items if isinstance(e, TraceEvent) and e.cpu == cpu]
+    assert got == uncut[: len(got)]
+    if count < len(ends):
+        assert len(got) < len(uncut)
+    marks = [i for i in items if isinstance(i, LostEvents) and i.until_end]
+    assert [m.cpu for m in marks] == [cpu]
+    assert td.stopped_at == stop
+
+    assert "chunk count is corrupt" in str(both_engines(path, partial=False))
+    res = both_engines(path, partial=True)  # never a violation; nothing judged is an error
+    assert "no event can be judged" in res if isinstance(res, str) else res.violations == 0
+
+
+def flyrecord_table(path: Path) -> int:
+    """Byte offset of a v6 file's flyrecord {u64 offset, u64 size} table."""
+    data = path.read_bytes()
+    with TraceDat(path) as td:
+        at = td.buffers[0].offset
+    assert data[at : at + 10] == b"flyrecord\0"
+    return at + 10
+
+
+@pytest.mark.parametrize("grow", [False, True])
+def test_an_uncompressed_size_that_disagrees_with_the_pages(grow: bool, tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / "sched_v6.dat")
+    table = flyrecord_table(src)
+    off0, size0, off1, size1 = struct.unpack_from("<4Q", src.read_bytes(), table)
+    if grow:  # CPU 0's size runs into CPU 1's pages: it stops where they start
+        path = corrupt(src, tmp_path / "bad.dat", table + 8, struct.pack("<Q", size0 + 8192))
+        cpu, stop = 0, off1
+    else:  # CPU 1's size leaves out pages the file holds: its data ends where the size says
+        path = corrupt(src, tmp_path / "bad.dat", table + 24, struct.pack("<Q", 3 * 4096))
+        cpu, stop = 1, off1 + 3 * 4096
+    with pytest.raises(BinaryTraceError) as exc:
+        events_of(path)
+    assert exc.value.section == f"cpu{cpu} data" and exc.value.offset == stop
+    assert "the size is corrupt" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    assert [i.cpu for i in items if isinstance(i, LostEvents) and i.until_end] == [cpu]
+    assert td.stopped_at == stop
+    assert "the size is corrupt" in str(both_engines(path, partial=False))
+    assert not isinstance(both_engines(path, partial=True), str)
+
+
+@pytest.mark.parametrize("name", ["sched_v6.dat", "sched_v7_nocomp.dat", "sched_v7_zstd.dat"])
+def test_intact_files_agree_with_their_index(name: str) -> None:
+    path = need_shared(TRACEDAT / name)
+    assert not any(isinstance(i, LostEvents) and i.until_end for i in events_of(path))
