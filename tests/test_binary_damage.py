@@ -131,3 +131,60 @@ def test_an_uncompressed_size_that_disagrees_with_the_pages(grow: bool, tmp_path
 def test_intact_files_agree_with_their_index(name: str) -> None:
     path = need_shared(TRACEDAT / name)
     assert not any(isinstance(i, LostEvents) and i.until_end for i in events_of(path))
+
+
+def cpu_events(items: list, cpu: int) -> list[tuple]:
+    return [key(e) for e in items if isinstance(e, TraceEvent) and e.cpu == cpu]
+
+
+def test_time_going_backwards_in_a_trace_dat_ends_that_cpu(tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / "sched_v6.dat")
+    off1 = struct.unpack_from("<Q", src.read_bytes(), flyrecord_table(src) + 16)[0]
+    psize = 4096
+    # the time delta of page 3's first record: its later records run ahead of page 4's time
+    at = off1 + 3 * psize + 16 + 3
+    data = bytearray(src.read_bytes())
+    path = corrupt(src, tmp_path / "ts.dat", at, bytes([data[at] ^ 0xFF]))
+    with pytest.raises(BinaryTraceError) as exc:
+        events_of(path)
+    assert exc.value.section == "cpu1 data page 4"
+    assert off1 + 4 * psize <= exc.value.offset < off1 + 5 * psize
+    assert "time goes backwards on CPU 1" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    want = cpu_events(events_of(src), 1)
+    got = cpu_events(items, 1)
+    # neither page 3 nor page 4 can be trusted: what is read ends before them
+    assert got == want[: len(got)] and 0 < len(got) < len(want)
+    (mark,) = [i for i in items if isinstance(i, LostEvents) and i.until_end]
+    assert mark.cpu == 1 and mark.ts == got[-1][0]
+    assert td.stopped_at == exc.value.offset
+    assert "time goes backwards" in str(both_engines(path, partial=False))
+    res = both_engines(path, partial=True)
+    assert not isinstance(res, str) and res.violations == 0
+
+
+def test_time_going_backwards_in_a_raw_directory(tmp_path: Path) -> None:
+    import shutil
+
+    from pyrv.sources.ring_buffer import RawTraceDir
+
+    src = need_shared(RECORDED / "raw")
+    raw = tmp_path / "raw"
+    shutil.copytree(src, raw)
+    pages = bytearray((raw / "cpu1.raw").read_bytes())
+    pages[5 * 4096 + 3] ^= 0xFF  # page 5's timestamp
+    (raw / "cpu1.raw").write_bytes(bytes(pages))
+    with pytest.raises(BinaryTraceError) as exc:
+        list(RawTraceDir(raw))
+    assert exc.value.section == "cpu1 page 5" and 5 * 4096 <= exc.value.offset < 6 * 4096
+    reader = RawTraceDir(raw, partial=True)
+    items = list(reader)
+    want = cpu_events(list(RawTraceDir(src)), 1)
+    got = cpu_events(items, 1)
+    assert got == want[: len(got)] and 0 < len(got) < len(want)
+    assert reader.stopped_at == exc.value.offset and "time goes backwards" in str(
+        reader.stop_reason
+    )
+    assert "time goes backwards" in str(both_engines(raw, partial=False))
+    assert not isinstance(both_engines(raw, partial=True), str)

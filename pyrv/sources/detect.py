@@ -59,6 +59,7 @@ from pyrv.sources.ring_buffer import (
     RawTraceDir,
     RingBufferLayout,
     find_cpu_files,
+    flushed,
     guess_byteorder,
     iter_cpu_pages,
 )
@@ -101,7 +102,9 @@ class RawPagesFile:
 
     def __iter__(self) -> Iterator[TraceItem]:
         dec = PageDecoder(self.formats, self.layout, source=self.source)
-        return iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec)
+        dec.check_time_order = True
+        items = iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec)
+        return flushed(items, dec, self.cpu)
 
 
 def sniff(path: str | os.PathLike[str]) -> str:

@@ -33,7 +33,8 @@ saved (CPUSTAT options: entries, overrun, dropped events...) are in :attr:`Trace
 
 Damage (a truncated file, a section that does not parse, a page that does not fit, a chunk
 that does not decompress, CPU data that does not end where the index's size says: chunks
-that end elsewhere, pages beyond the size or a size running into what follows) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
+that end elsewhere, pages beyond the size or a size running into what follows, time going
+backwards from page to page) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
 (a :class:`TraceError`) naming the section and the byte offset. With ``partial=True`` the
 damage of one CPU's data ends that CPU's stream instead: its events up to the damage are
 yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
@@ -76,6 +77,7 @@ from pyrv.sources.ring_buffer import (
     PageDecoder,
     RingBufferLayout,
     end_at_damage,
+    flushed,
     parse_cmdlines,
     parse_printk,
     parse_trace_clock,
@@ -714,6 +716,7 @@ class TraceDat:
                 cmdlines=self.cmdlines,
                 printk=self.printk or None,
             )
+            decoder.check_time_order = True
             streams = []
             for buf in buffers:
                 if buf.page_size and buf.page_size != self.layout.page_size:
@@ -726,7 +729,9 @@ class TraceDat:
                     )
                 for cd in buf.cpus:
                     if cd.size:
-                        streams.append(self._guard(self._cpu_items(decoder, buf, cd), buf, cd))
+                        items = self._cpu_items(decoder, buf, cd)
+                        items = flushed(items, decoder, cd.cpu, self._where(buf, cd))
+                        streams.append(self._guard(items, buf, cd))
                 streams += [iter([self._unread(buf, cpu)]) for cpu in buf.unread]
             items: Iterator[TraceItem] = (
                 iter(streams[0]) if len(streams) == 1 else merge_by_time(streams)
