@@ -188,3 +188,39 @@ def test_time_going_backwards_in_a_raw_directory(tmp_path: Path) -> None:
     )
     assert "time goes backwards" in str(both_engines(raw, partial=False))
     assert not isinstance(both_engines(raw, partial=True), str)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 9])
+def test_a_trace_dat_cut_inside_its_magic(n: int, tmp_path: Path, capsys) -> None:
+    from pyrv.cli.main import main
+
+    path = tmp_path / "cut.dat"
+    path.write_bytes(b"\x17\x08\x44tracing6\0"[:n])
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert exc.value.section == "magic" and exc.value.offset == n
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"magic at byte offset {n}" in err and "truncated trace.dat" in err
+
+
+def test_a_buffer_option_cpu_the_file_does_not_have(tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / "sched_v7_zstd.dat")
+    with TraceDat(src) as td:
+        cpus, cds = td.cpus, td.buffers[0].cpus
+    data = src.read_bytes()
+    # the BUFFER option's {u32 cpu, u64 offset, u64 size} entry of CPU 1, found by its values
+    entry = struct.pack("<IQQ", 1, cds[1].offset, cds[1].size)
+    at = data.index(entry)
+    path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<I", 0xFF0001))
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert exc.value.section == "BUFFER option"
+    assert f"CPU {0xFF0001} is not one of the file's {cpus} CPUs" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    assert not cpu_events(items, 1)  # its data is not read, and CPU 1 gets a gap from the start
+    (gap,) = [i for i in items if isinstance(i, LostEvents) and i.until_end]
+    assert gap.cpu == 1 and gap.ts == 0 and "BUFFER option" in gap.reason
+    assert "BUFFER option" in str(both_engines(path, partial=False))
+    assert "no event can be judged" in str(both_engines(path, partial=True))

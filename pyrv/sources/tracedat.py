@@ -344,6 +344,14 @@ class TraceDat:
 
     def _read_metadata(self) -> None:
         c = self._chunk(0, "file header")
+        if len(self._data) < len(MAGIC) and is_tracedat_prefix(bytes(self._data)):
+            raise BinaryTraceError(
+                self.source,
+                "magic",
+                len(self._data),
+                f"the file ends after {len(self._data)} bytes, inside the trace.dat magic"
+                " (17 08 44 'tracing'): a truncated trace.dat file",
+            )
         if bytes(self._data[:10]) != MAGIC:
             raise c.error("not a trace-cmd trace.dat file (bad magic)", 0)
         c.pos = 10
@@ -627,11 +635,37 @@ class TraceDat:
         else:
             buf.page_size = c.u32()
             for _ in range(c.u32()):
-                buf.cpus.append(CpuData(c.u32(), c.u64(), c.u64()))
+                at = c.pos
+                cd = CpuData(c.u32(), c.u64(), c.u64())
+                if self._cpu_id_ok(buf, cd, c, at):
+                    buf.cpus.append(cd)
+            if buf.note is not None:
+                known = {cd.cpu for cd in buf.cpus}
+                buf.unread = [cpu for cpu in range(self.cpus) if cpu not in known] or [-1]
         if buf.name == "":
             self.buffers.insert(0, buf)
         else:
             self.buffers.append(buf)
+
+    def _cpu_id_ok(self, buf: BufferInfo, cd: CpuData, c: _Chunk, at: int) -> bool:
+        """A BUFFER option's CPU must be one the file has (CPUCOUNT) and appear once: a corrupt
+        id would read a CPU's data as another's. With ``partial`` its data is not read, and the
+        CPUs it may belong to get a gap (the caller sets ``buf.unread``)."""
+        known = {o.cpu for o in buf.cpus}
+        if (not self.cpus or cd.cpu < self.cpus) and cd.cpu not in known:
+            return True
+        why = (
+            f"CPU {cd.cpu} appears twice"
+            if cd.cpu in known
+            else f"CPU {cd.cpu} is not one of the file's {self.cpus} CPUs (CPUCOUNT)"
+        )
+        err = c.error(f"{why}: the BUFFER option is corrupt", at)
+        if not self.partial:
+            raise err
+        buf.note = f"{err.reason}; its data at byte offset {cd.offset} is not read"
+        if self.stopped_at is None:
+            self.stopped_at, self.stop_reason = cd.offset, err.reason
+        return False
 
     def _cpustat(self, text: str) -> None:
         """CPUSTAT options: ``CPU: N`` then ``key: value`` lines; ``Buffer: NAME`` switches the
@@ -915,11 +949,12 @@ class TraceDat:
     def _unread(self, buf: BufferInfo, cpu: int) -> LostEvents:
         """A recovered buffer's CPU whose data (if it had any) could not be read."""
         of = f" of buffer {buf.name!r}" if buf.name else ""
+        why = "the buffer index trace-cmd writes after the data is lost"
         return LostEvents(
-            cpu,
+            None if cpu < 0 else cpu,
             None,
-            f"not read: {buf.note}; CPU {cpu}{of} has no events read (the buffer index"
-            " trace-cmd writes after the data is lost)",
+            f"not read: {buf.note}; {'a CPU' if cpu < 0 else f'CPU {cpu}'}{of} has no events"
+            f" read{f' ({why})' if buf.recovered else ''}",
             0,
             self.source,
             until_end=True,
@@ -965,6 +1000,12 @@ def iter_tracedat(
 def is_tracedat(head: bytes) -> bool:
     """True when ``head`` (the first bytes of a file) is a trace.dat file's."""
     return head.startswith(MAGIC)
+
+
+def is_tracedat_prefix(head: bytes) -> bool:
+    """True when a whole file of ``head`` is a trace.dat cut inside its magic (no text file
+    starts with the magic's 0x17 byte)."""
+    return 0 < len(head) < len(MAGIC) and MAGIC.startswith(head)
 
 
 __all__ = [
