@@ -224,3 +224,23 @@ def test_a_buffer_option_cpu_the_file_does_not_have(tmp_path: Path) -> None:
     assert gap.cpu == 1 and gap.ts == 0 and "BUFFER option" in gap.reason
     assert "BUFFER option" in str(both_engines(path, partial=False))
     assert "no event can be judged" in str(both_engines(path, partial=True))
+
+
+@pytest.mark.parametrize("how", ["deleted", "empty"])
+def test_a_raw_directory_without_cpu0_says_so(how: str, tmp_path: Path) -> None:
+    import shutil
+
+    from pyrv.sources.ring_buffer import RawTraceDir
+
+    raw = tmp_path / "raw"
+    shutil.copytree(need_shared(RECORDED / "raw"), raw)
+    if how == "deleted":
+        (raw / "cpu0.raw").unlink()
+    else:
+        (raw / "cpu0.raw").write_bytes(b"")
+    items = list(RawTraceDir(raw))
+    gaps = [i for i in items if isinstance(i, LostEvents) and i.cpu == 0]
+    assert len(gaps) == 1 and "CPU 0" in gaps[0].reason and "per-task monitors" in gaps[0].reason
+    res = both_engines(raw, partial=False)
+    assert not isinstance(res, str)
+    assert any(g.cpu == 0 and "no events" in g.reason for g in res.gaps)

@@ -1361,6 +1361,8 @@ def streams_of(reader: Any) -> tuple[list[StreamSpec], Any]:
     if isinstance(reader, TraceDat):
         return _tracedat_streams(reader, PageDecoder)
     if isinstance(reader, RawTraceDir):
+        if reader.missing:
+            raise Unsupported("CPU page files missing (the reference reports them)")
         pd = PageDecoder(
             reader.formats,
             reader.layout,

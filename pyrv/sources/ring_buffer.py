@@ -970,6 +970,11 @@ class RawTraceDir:
                 byteorder = guess_byteorder(fh.read(layout.page.data_offset), layout)
         self.layout = RingBufferLayout(layout.page, layout.event, byteorder)
         self.cpus = sorted({f.cpu for f in self.files})
+        #: CPUs below the highest one whose page file is absent or empty: what is not seen
+        absent = set(range(self.cpus[-1])) - set(self.cpus)
+        empty = {f.cpu for f in self.files if f.path.stat().st_size == 0}
+        self.missing = {c: "no page file" for c in absent}
+        self.missing |= {c: "an empty page file" for c in empty}
         self.clock = _read_clock(self.path)
         self.counter_clock = self.clock in COUNTER_CLOCKS
         self.has_context = True
@@ -1002,8 +1007,22 @@ class RawTraceDir:
         ]
         if self.partial:
             streams = [self._guard(s, f) for s, f in zip(streams, self.files, strict=True)]
+        streams += [iter([self._missing(cpu, why)]) for cpu, why in sorted(self.missing.items())]
         merged = merge_by_time(streams)
         return merged if self.cmdlines is not None else _track_comms(merged)
+
+    def _missing(self, cpu: int, why: str) -> LostEvents:
+        """A reported gap at the start for a CPU whose page file is absent (the files of higher
+        CPUs show it existed) or empty: none of its events is seen, which must not pass
+        unsaid."""
+        return LostEvents(
+            cpu,
+            None,
+            f"no events: {why} for CPU {cpu} in {self.source}: none of its events is seen, so"
+            " per-task monitors may miss the transitions of tasks that ran on it",
+            0,
+            self.source,
+        )
 
     def _guard(self, items: Iterator[TraceItem], cpu_file: _CpuFile) -> Iterator[TraceItem]:
         """Damage ends this CPU's stream with a marker: nothing after it can be judged."""
