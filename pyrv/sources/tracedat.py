@@ -816,7 +816,7 @@ class TraceDat:
             after.update(o.offset for o in b.cpus if o.size)
         if self.version >= 7 and buf.offset + 16 <= self.file_size:
             after.add(buf.offset + 16 + self._int(self._data[buf.offset + 8 : buf.offset + 16]))
-        return min(a for a in after if a > cd.offset)
+        return min((a for a in after if a > cd.offset), default=cd.offset + cd.size)
 
     def extent_damage(self, buf: BufferInfo, cd: CpuData) -> BinaryTraceError | None:
         """Uncompressed CPU data whose size in the index disagrees with the pages in the file:
