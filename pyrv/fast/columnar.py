@@ -713,9 +713,10 @@ _HEADER_WINDOW = 1 << 20
 
 
 def _compressed_tasks(
-    f: _File, offset: int, decompress: Callable[[bytes, int], bytes], order: str
+    f: _File, offset: int, decompress: Callable[[bytes, int], bytes], order: str, size: int
 ) -> Callable[[], Iterator[ChunkTask]]:
-    """v7 compressed CPU data: ``u32 count`` then ``{u32 csize, u32 size, data}`` chunks."""
+    """v7 compressed CPU data: ``u32 count`` then ``{u32 csize, u32 size, data}`` chunks, which
+    must end where the index's ``size`` says (with or without the count: see TraceDat)."""
     endian = "little" if order == "<" else "big"
     window = [0, b""]  # chunk headers are read from windows of the file, not one read each
 
@@ -745,12 +746,16 @@ def _compressed_tasks(
         count = u32(pos)
         pos += 4
         for _ in range(count):
+            if pos >= offset + size:
+                raise Unsupported("more compressed chunks than the buffer index's size holds")
             csize, usize = u32(pos), u32(pos + 4)
             pos += 8
             if usize > 1 << 28:
                 raise Unsupported("implausible chunk size")
             yield _SizedTask(inflate, (pos, csize, usize), usize)
             pos += csize
+        if pos not in (offset + size, offset + size + 4):
+            raise Unsupported("compressed chunks do not end where the buffer index says")
 
     return gen
 
@@ -1361,6 +1366,8 @@ def streams_of(reader: Any) -> tuple[list[StreamSpec], Any]:
     if isinstance(reader, TraceDat):
         return _tracedat_streams(reader, PageDecoder)
     if isinstance(reader, RawTraceDir):
+        if reader.missing:
+            raise Unsupported("CPU page files missing (the reference reports them)")
         pd = PageDecoder(
             reader.formats,
             reader.layout,
@@ -1426,8 +1433,10 @@ def _tracedat_streams(td: Any, page_decoder_cls: Any) -> tuple[list[StreamSpec],
             if decompress is None:
                 if cd.offset + cd.size > f.size:
                     raise Unsupported("truncated CPU data")
+                if td.extent_damage(buf, cd) is not None:
+                    raise Unsupported("CPU data does not match the buffer index's size")
                 tasks = _plain_tasks(f, cd.offset, cd.offset + cd.size, psize * CHUNK_PAGES)
             else:
-                tasks = _compressed_tasks(f, cd.offset, decompress, td.byteorder)
+                tasks = _compressed_tasks(f, cd.offset, decompress, td.byteorder, cd.size)
             specs.append(StreamSpec(len(specs), cd.cpu, td.source, tasks, carry=bool(decompress)))
     return specs, pd

@@ -59,10 +59,11 @@ from pyrv.sources.ring_buffer import (
     RawTraceDir,
     RingBufferLayout,
     find_cpu_files,
+    flushed,
     guess_byteorder,
     iter_cpu_pages,
 )
-from pyrv.sources.tracedat import MAGIC, TraceDat
+from pyrv.sources.tracedat import MAGIC, TraceDat, is_tracedat_prefix
 from pyrv.sources.tracepoints import Catalogue
 
 _ZSTD = b"\x28\xb5\x2f\xfd"
@@ -101,7 +102,9 @@ class RawPagesFile:
 
     def __iter__(self) -> Iterator[TraceItem]:
         dec = PageDecoder(self.formats, self.layout, source=self.source)
-        return iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec)
+        dec.check_time_order = True
+        items = iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec)
+        return flushed(items, dec, self.cpu)
 
 
 def sniff(path: str | os.PathLike[str]) -> str:
@@ -119,7 +122,7 @@ def sniff(path: str | os.PathLike[str]) -> str:
             head = fh.read(4096)
     except OSError as exc:
         raise TraceError(str(name), None, f"cannot open: {exc}") from None
-    if head.startswith(MAGIC):
+    if head.startswith(MAGIC) or is_tracedat_prefix(head):
         return "tracedat"
     if head.startswith(_ZSTD):
         return "zstd"
@@ -260,8 +263,9 @@ def _open_stream(path: Any, source: str | None) -> IO[bytes] | None:
     head = buf.peek(4096)[:4096]  # type: ignore[attr-defined]
     if head.startswith(_ZSTD):
         return _zstd_stream(buf)
-    if head.startswith(MAGIC) or (b"\x00" in head and not head.startswith(_COMPRESSED)):
-        what = "a trace.dat file" if head.startswith(MAGIC) else "binary data"
+    dat = head.startswith(MAGIC) or is_tracedat_prefix(head)
+    if dat or (b"\x00" in head and not head.startswith(_COMPRESSED)):
+        what = "a trace.dat file" if dat else "binary data"
         if name != "-":
             buf.close()
         raise TraceError(

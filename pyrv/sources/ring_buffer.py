@@ -104,6 +104,10 @@ class _Bad(Exception):
     """A record that does not fit (raised by generated decoders, turned into the error)."""
 
 
+class _BackwardsError(BinaryTraceError):
+    """A stream's time went backwards from one page to the next (see PageDecoder.page)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Layout: header_page + header_event + byte order.
 
@@ -608,6 +612,10 @@ class PageDecoder:
         self.catalogue = catalogue
         self._decoders: dict[int, EventDecoder | None] = {}
         self._flags: dict[tuple[int, int], str] = {}
+        #: file readers: time must not go backwards from page to page of one stream (see
+        #: :meth:`page`); per stream, its last time and the items of its page held back
+        self.check_time_order = False
+        self._held: dict[tuple[str, int], tuple[int, list[TraceItem]]] = {}
         check_formats(formats, catalogue or CATALOGUE, source)
         common = next((f.common_fields for f in formats if f.common_fields), None)
         ctype = next((f for f in common or () if f.name == "common_type"), None)
@@ -650,7 +658,44 @@ class PageDecoder:
         base_offset: int = 0,
         section: str | None = None,
     ) -> Iterator[TraceItem]:
-        """Items of the page at ``buf[base:]``."""
+        """Items of the page at ``buf[base:]``.
+
+        With :attr:`check_time_order`, a page's items are held back until the next page of
+        the stream (``section`` and ``cpu``) shows that time did not go backwards: when it
+        does, either page may hold the corrupt timestamp, so neither is yielded (a damaged
+        CPU then ends at its last trustworthy time). :meth:`flush` yields the last page held.
+        """
+        if not self.check_time_order:
+            yield from self._page(buf, base, cpu, base_offset, section, -1)
+            return
+        stream = (section or f"cpu{cpu}", cpu)
+        floor, held = self._held.pop(stream, (-1, []))
+        items: list[TraceItem] = []
+        try:
+            items.extend(self._page(buf, base, cpu, base_offset, section, floor))
+        except _BackwardsError:
+            raise
+        except BinaryTraceError:
+            yield from held
+            raise
+        last = max((i.ts for i in items if isinstance(i, TraceEvent)), default=floor)
+        self._held[stream] = (max(floor, last), items)
+        yield from held
+
+    def flush(self, cpu: int, section: str | None = None) -> Iterator[TraceItem]:
+        """The items :meth:`page` still holds back for a stream that ended."""
+        yield from self._held.pop((section or f"cpu{cpu}", cpu), (-1, []))[1]
+
+    def _page(
+        self,
+        buf: bytes,
+        base: int,
+        cpu: int,
+        base_offset: int,
+        section: str | None,
+        floor: int,
+    ) -> Iterator[TraceItem]:
+        """Items of the page at ``buf[base:]``; an event before ``floor`` is damage."""
         lay = self.layout
         hp, he = lay.page, lay.event
         order = lay.byteorder
@@ -753,6 +798,8 @@ class PageDecoder:
                     where, base, pos, base_offset, "event runs past the page's committed data"
                 )
             ts += delta
+            if ts < floor:
+                raise self._backwards(where, base, pos, base_offset, cpu, ts, floor)
             type_id = type_of(buf, rec + type_at)[0]
             dec = decoders[type_id] if type_id in decoders else get_decoder(type_id)
             if dec is None:
@@ -786,6 +833,19 @@ class PageDecoder:
                 source,
             )
             pos = nxt
+
+    def _backwards(
+        self, where: str, base: int, pos: int, base_offset: int, cpu: int, ts: int, floor: int
+    ) -> BinaryTraceError:
+        page = base // self.layout.page_size
+        return _BackwardsError(
+            self.source,
+            f"{where} page {page}",
+            base_offset + pos,
+            f"time goes backwards on CPU {cpu}: a record at ts {ts} follows one at ts {floor}"
+            " (a corrupt timestamp in this page or the page before it, or pages out of order):"
+            " neither page is read",
+        )
 
     def _bad(self, where: str, base: int, pos: int, base_offset: int, why: str) -> Exception:
         page = base // self.layout.page_size
@@ -910,6 +970,11 @@ class RawTraceDir:
                 byteorder = guess_byteorder(fh.read(layout.page.data_offset), layout)
         self.layout = RingBufferLayout(layout.page, layout.event, byteorder)
         self.cpus = sorted({f.cpu for f in self.files})
+        #: CPUs below the highest one whose page file is absent or empty: what is not seen
+        absent = set(range(self.cpus[-1])) - set(self.cpus)
+        empty = {f.cpu for f in self.files if f.path.stat().st_size == 0}
+        self.missing = {c: "no page file" for c in absent}
+        self.missing |= {c: "an empty page file" for c in empty}
         self.clock = _read_clock(self.path)
         self.counter_clock = self.clock in COUNTER_CLOCKS
         self.has_context = True
@@ -932,14 +997,32 @@ class RawTraceDir:
             cmdlines=self.cmdlines,
             printk=self.printk,
         )
+        dec.check_time_order = True
         streams = [
-            _with_source(iter_cpu_pages(f.path, f.cpu, self.formats, decoder=dec), str(f.path))
+            _with_source(
+                flushed(iter_cpu_pages(f.path, f.cpu, self.formats, decoder=dec), dec, f.cpu),
+                str(f.path),
+            )
             for f in self.files
         ]
         if self.partial:
             streams = [self._guard(s, f) for s, f in zip(streams, self.files, strict=True)]
+        streams += [iter([self._missing(cpu, why)]) for cpu, why in sorted(self.missing.items())]
         merged = merge_by_time(streams)
         return merged if self.cmdlines is not None else _track_comms(merged)
+
+    def _missing(self, cpu: int, why: str) -> LostEvents:
+        """A reported gap at the start for a CPU whose page file is absent (the files of higher
+        CPUs show it existed) or empty: none of its events is seen, which must not pass
+        unsaid."""
+        return LostEvents(
+            cpu,
+            None,
+            f"no events: {why} for CPU {cpu} in {self.source}: none of its events is seen, so"
+            " per-task monitors may miss the transitions of tasks that ran on it",
+            0,
+            self.source,
+        )
 
     def _guard(self, items: Iterator[TraceItem], cpu_file: _CpuFile) -> Iterator[TraceItem]:
         """Damage ends this CPU's stream with a marker: nothing after it can be judged."""
@@ -951,6 +1034,19 @@ class RawTraceDir:
             return f"{reason}; CPU {cpu_file.cpu}"
 
         return end_at_damage(items, cpu_file.cpu, str(cpu_file.path), damaged)
+
+
+def flushed(
+    items: Iterator[TraceItem], decoder: PageDecoder, cpu: int, section: str | None = None
+) -> Iterator[TraceItem]:
+    """One stream's items read with ``decoder.check_time_order``: the page the decoder still
+    holds back comes after them, and before any damage found after its page."""
+    try:
+        yield from items
+    except BinaryTraceError:
+        yield from decoder.flush(cpu, section)
+        raise
+    yield from decoder.flush(cpu, section)
 
 
 def end_at_damage(

@@ -32,7 +32,9 @@ timestamps as ``trace-cmd report`` does; DATE (wall-clock) is not, as ``report``
 saved (CPUSTAT options: entries, overrun, dropped events...) are in :attr:`TraceDat.cpustats`.
 
 Damage (a truncated file, a section that does not parse, a page that does not fit, a chunk
-that does not decompress) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
+that does not decompress, CPU data that does not end where the index's size says: chunks
+that end elsewhere, pages beyond the size or a size running into what follows, time going
+backwards from page to page) raises :class:`~pyrv.sources.ring_buffer.BinaryTraceError`
 (a :class:`TraceError`) naming the section and the byte offset. With ``partial=True`` the
 damage of one CPU's data ends that CPU's stream instead: its events up to the damage are
 yielded, then ``LostEvents(cpu, None, "truncated or corrupt ... at byte offset N ...",
@@ -75,6 +77,7 @@ from pyrv.sources.ring_buffer import (
     PageDecoder,
     RingBufferLayout,
     end_at_damage,
+    flushed,
     parse_cmdlines,
     parse_printk,
     parse_trace_clock,
@@ -341,6 +344,14 @@ class TraceDat:
 
     def _read_metadata(self) -> None:
         c = self._chunk(0, "file header")
+        if len(self._data) < len(MAGIC) and is_tracedat_prefix(bytes(self._data)):
+            raise BinaryTraceError(
+                self.source,
+                "magic",
+                len(self._data),
+                f"the file ends after {len(self._data)} bytes, inside the trace.dat magic"
+                " (17 08 44 'tracing'): a truncated trace.dat file",
+            )
         if bytes(self._data[:10]) != MAGIC:
             raise c.error("not a trace-cmd trace.dat file (bad magic)", 0)
         c.pos = 10
@@ -624,11 +635,37 @@ class TraceDat:
         else:
             buf.page_size = c.u32()
             for _ in range(c.u32()):
-                buf.cpus.append(CpuData(c.u32(), c.u64(), c.u64()))
+                at = c.pos
+                cd = CpuData(c.u32(), c.u64(), c.u64())
+                if self._cpu_id_ok(buf, cd, c, at):
+                    buf.cpus.append(cd)
+            if buf.note is not None:
+                known = {cd.cpu for cd in buf.cpus}
+                buf.unread = [cpu for cpu in range(self.cpus) if cpu not in known] or [-1]
         if buf.name == "":
             self.buffers.insert(0, buf)
         else:
             self.buffers.append(buf)
+
+    def _cpu_id_ok(self, buf: BufferInfo, cd: CpuData, c: _Chunk, at: int) -> bool:
+        """A BUFFER option's CPU must be one the file has (CPUCOUNT) and appear once: a corrupt
+        id would read a CPU's data as another's. With ``partial`` its data is not read, and the
+        CPUs it may belong to get a gap (the caller sets ``buf.unread``)."""
+        known = {o.cpu for o in buf.cpus}
+        if (not self.cpus or cd.cpu < self.cpus) and cd.cpu not in known:
+            return True
+        why = (
+            f"CPU {cd.cpu} appears twice"
+            if cd.cpu in known
+            else f"CPU {cd.cpu} is not one of the file's {self.cpus} CPUs (CPUCOUNT)"
+        )
+        err = c.error(f"{why}: the BUFFER option is corrupt", at)
+        if not self.partial:
+            raise err
+        buf.note = f"{err.reason}; its data at byte offset {cd.offset} is not read"
+        if self.stopped_at is None:
+            self.stopped_at, self.stop_reason = cd.offset, err.reason
+        return False
 
     def _cpustat(self, text: str) -> None:
         """CPUSTAT options: ``CPU: N`` then ``key: value`` lines; ``Buffer: NAME`` switches the
@@ -713,6 +750,7 @@ class TraceDat:
                 cmdlines=self.cmdlines,
                 printk=self.printk or None,
             )
+            decoder.check_time_order = True
             streams = []
             for buf in buffers:
                 if buf.page_size and buf.page_size != self.layout.page_size:
@@ -725,7 +763,9 @@ class TraceDat:
                     )
                 for cd in buf.cpus:
                     if cd.size:
-                        streams.append(self._guard(self._cpu_items(decoder, buf, cd), buf, cd))
+                        items = self._cpu_items(decoder, buf, cd)
+                        items = flushed(items, decoder, cd.cpu, self._where(buf, cd))
+                        streams.append(self._guard(items, buf, cd))
                 streams += [iter([self._unread(buf, cpu)]) for cpu in buf.unread]
             items: Iterator[TraceItem] = (
                 iter(streams[0]) if len(streams) == 1 else merge_by_time(streams)
@@ -767,10 +807,59 @@ class TraceDat:
     def _where(self, buf: BufferInfo, cd: CpuData) -> str:
         return f"cpu{cd.cpu} data" if buf.name == "" else f"buffer {buf.name!r} cpu{cd.cpu} data"
 
+    def _next_after(self, buf: BufferInfo, cd: CpuData) -> int:
+        """Where the next thing the file's index knows of starts after ``cd``'s data: another
+        CPU's data, a buffer's block, the end of ``buf``'s v7 section, or the end of the file."""
+        after = {self.file_size}
+        for b in self.buffers:
+            after.add(b.offset)
+            after.update(o.offset for o in b.cpus if o.size)
+        if self.version >= 7 and buf.offset + 16 <= self.file_size:
+            after.add(buf.offset + 16 + self._int(self._data[buf.offset + 8 : buf.offset + 16]))
+        return min((a for a in after if a > cd.offset), default=cd.offset + cd.size)
+
+    def extent_damage(self, buf: BufferInfo, cd: CpuData) -> BinaryTraceError | None:
+        """Uncompressed CPU data whose size in the index disagrees with the pages in the file:
+        it runs into what follows it, or non-zero bytes follow it before the next thing (a
+        corrupt size would otherwise drop pages silently). The error's offset is where reading
+        must stop. A cut file (the data runs past its end) is reported elsewhere."""
+        end = cd.offset + cd.size
+        if buf.recovered or self._decompress is not None or not cd.size or cd.truncated:
+            return None
+        bound = self._next_after(buf, cd)
+        where = self._where(buf, cd)
+        index = (
+            f"the {'BUFFER option' if self.version >= 7 else 'flyrecord'} index says CPU"
+            f" {cd.cpu}'s data runs from byte offset {cd.offset} for {cd.size} bytes (to {end})"
+        )
+        if end > bound and bound < self.file_size:
+            return BinaryTraceError(
+                self.source,
+                where,
+                bound,
+                f"{index}, into what starts at byte offset {bound}: the size is corrupt",
+            )
+        if end >= bound:
+            return None
+        tail = bytes(self._data[end:bound])
+        rest = tail.lstrip(b"\0")
+        if not rest:
+            return None
+        return BinaryTraceError(
+            self.source,
+            where,
+            end,
+            f"{index}, but data continues at byte offset {bound - len(rest)} (up to {bound}):"
+            " the size is corrupt, the pages after it are not read",
+        )
+
     def _cpu_items(self, decoder: PageDecoder, buf: BufferInfo, cd: CpuData) -> Iterator[TraceItem]:
         where = self._where(buf, cd)
         end = cd.offset + cd.size
         if self._decompress is None:
+            extent = self.extent_damage(buf, cd)
+            if extent is not None:
+                end = min(end, extent.offset or end)
             if end > self.file_size:
                 if not self.partial:
                     raise BinaryTraceError(
@@ -801,13 +890,17 @@ class TraceDat:
                 raise BinaryTraceError(
                     self.source, where, end, "the file ends inside this CPU's data: it is truncated"
                 )
+            if extent is not None:
+                raise extent
             return
         # compressed: u32 chunk count, then {u32 csize, u32 usize, data} chunks of pages
         c = self._chunk(cd.offset, where)
         count = c.u32()
         rest = b""
-        for _ in range(count):
+        for i in range(count):
             at = c.pos
+            if at >= end and not cd.truncated:
+                raise self._chunk_damage(cd, where, at, count, f"chunk {i} would start here")
             data = self._inflate(
                 c, at, "compressed chunk does not decompress", "chunk decompressed", release=True
             )
@@ -817,6 +910,24 @@ class TraceDat:
             rest = data[whole:]
         if rest:
             yield from decoder.pages(rest, cd.cpu, base_offset=c.pos, section=where)
+        if c.pos not in (end, end + 4):
+            raise self._chunk_damage(cd, where, c.pos, count, "they end here")
+
+    def _chunk_damage(
+        self, cd: CpuData, where: str, at: int, count: int, what: str
+    ) -> BinaryTraceError:
+        """Compressed data whose chunk count disagrees with the BUFFER option's size (which
+        trace-cmd writes without the 4-byte count, pyrv's writer with it): a corrupt count
+        would otherwise drop chunks silently, or read what follows as chunks."""
+        end = cd.offset + cd.size
+        return BinaryTraceError(
+            self.source,
+            where,
+            at,
+            f"CPU {cd.cpu}'s data claims {count} compressed chunks ({what}), but the BUFFER"
+            f" option's index says it runs from byte offset {cd.offset} for {cd.size} bytes"
+            f" (to {end}, or {end + 4} counting the chunk count): the chunk count is corrupt",
+        )
 
     def _guard(
         self, items: Iterator[TraceItem], buf: BufferInfo, cd: CpuData
@@ -838,11 +949,12 @@ class TraceDat:
     def _unread(self, buf: BufferInfo, cpu: int) -> LostEvents:
         """A recovered buffer's CPU whose data (if it had any) could not be read."""
         of = f" of buffer {buf.name!r}" if buf.name else ""
+        why = "the buffer index trace-cmd writes after the data is lost"
         return LostEvents(
-            cpu,
+            None if cpu < 0 else cpu,
             None,
-            f"not read: {buf.note}; CPU {cpu}{of} has no events read (the buffer index"
-            " trace-cmd writes after the data is lost)",
+            f"not read: {buf.note}; {'a CPU' if cpu < 0 else f'CPU {cpu}'}{of} has no events"
+            f" read{f' ({why})' if buf.recovered else ''}",
             0,
             self.source,
             until_end=True,
@@ -888,6 +1000,12 @@ def iter_tracedat(
 def is_tracedat(head: bytes) -> bool:
     """True when ``head`` (the first bytes of a file) is a trace.dat file's."""
     return head.startswith(MAGIC)
+
+
+def is_tracedat_prefix(head: bytes) -> bool:
+    """True when a whole file of ``head`` is a trace.dat cut inside its magic (no text file
+    starts with the magic's 0x17 byte)."""
+    return 0 < len(head) < len(MAGIC) and MAGIC.startswith(head)
 
 
 __all__ = [

@@ -1,0 +1,246 @@
+"""Damaged binary traces: what the index promises and what the data holds must agree.
+
+Each file here is a recorded trace with one field corrupted; where reading must stop is
+computed from the file's own structure (the BUFFER option's or flyrecord's index, the chunk
+headers), never from what pyrv printed. Without ``--partial`` the damage is an error naming
+the CPU's data and the byte offset; with it, that CPU's data ends there (a loss until the end
+of the trace) and the reader says where it stopped. Both engines give the same answer.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from pyrv.api import CheckOptions, check
+from pyrv.sources.events import LostEvents, TraceEvent
+from pyrv.sources.ring_buffer import BinaryTraceError
+from pyrv.sources.tracedat import TraceDat
+from tests.conftest import RECORDED, need_shared
+
+TRACEDAT = RECORDED / "tracedat"
+
+
+def chunk_ends(path: Path, cpu: int) -> tuple[int, list[int]]:
+    """(offset of the CPU's chunk count, where each of its chunks ends), from the file."""
+    data = path.read_bytes()
+    with TraceDat(path) as td:
+        cd = next(c for c in td.buffers[0].cpus if c.cpu == cpu)
+    (count,) = struct.unpack_from("<I", data, cd.offset)
+    at, ends = cd.offset + 4, []
+    for _ in range(count):
+        at += 8 + struct.unpack_from("<I", data, at)[0]
+        ends.append(at)
+    return cd.offset, ends
+
+
+def events_of(path: Path, **kw: object) -> list:
+    return list(TraceDat(path, **kw))  # type: ignore[arg-type]
+
+
+def key(e: TraceEvent) -> tuple:
+    return (e.ts, e.cpu, e.pid, e.name, e.fields, e.flags)
+
+
+def both_engines(path: Path, partial: bool) -> str | object:
+    """The reference's result (or error text), after checking the fast path gives the same."""
+    out = []
+    for engine in ("reference", "auto"):
+        try:
+            out.append(check(path, CheckOptions(monitors=["wwnr"], partial=partial, engine=engine)))
+        except Exception as exc:  # noqa: BLE001 - compared
+            out.append(f"{type(exc).__name__}: {exc}")
+    assert out[0] == out[1]
+    return out[0]
+
+
+def corrupt(src: Path, dst: Path, at: int, value: bytes) -> Path:
+    data = bytearray(src.read_bytes())
+    data[at : at + len(value)] = value
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize(("cpu", "count"), [(1, 2), (0, 0), (1, 0), (0, 2)])
+def test_a_compressed_chunk_count_that_disagrees_with_the_index(
+    cpu: int, count: int, tmp_path: Path
+) -> None:
+    src = need_shared(TRACEDAT / "sched_v7_zstd.dat")
+    start, ends = chunk_ends(src, cpu)
+    assert count != len(ends)
+    path = corrupt(src, tmp_path / "bad.dat", start, struct.pack("<I", count))
+    # too few chunks: reading stops where the last one claimed ends; too many: where the
+    # first one the index has no room for would start
+    stop = start + 4 if not count else ends[min(count, len(ends)) - 1]
+    with pytest.raises(BinaryTraceError) as exc:
+        events_of(path)
+    assert exc.value.section == f"cpu{cpu} data" and exc.value.offset == stop
+    assert "chunk count is corrupt" in exc.value.detail and str(start) in exc.value.detail
+
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    uncut = [key(e) for e in events_of(src) if isinstance(e, TraceEvent) and e.cpu == cpu]
+    got = [key(e) for e in items if isinstance(e, TraceEvent) and e.cpu == cpu]
+    assert got == uncut[: len(got)]
+    if count < len(ends):
+        assert len(got) < len(uncut)
+    marks = [i for i in items if isinstance(i, LostEvents) and i.until_end]
+    assert [m.cpu for m in marks] == [cpu]
+    assert td.stopped_at == stop
+
+    assert "chunk count is corrupt" in str(both_engines(path, partial=False))
+    res = both_engines(path, partial=True)  # never a violation; nothing judged is an error
+    assert "no event can be judged" in res if isinstance(res, str) else res.violations == 0
+
+
+def flyrecord_table(path: Path) -> int:
+    """Byte offset of a v6 file's flyrecord {u64 offset, u64 size} table."""
+    data = path.read_bytes()
+    with TraceDat(path) as td:
+        at = td.buffers[0].offset
+    assert data[at : at + 10] == b"flyrecord\0"
+    return at + 10
+
+
+@pytest.mark.parametrize("grow", [False, True])
+def test_an_uncompressed_size_that_disagrees_with_the_pages(grow: bool, tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / "sched_v6.dat")
+    table = flyrecord_table(src)
+    off0, size0, off1, size1 = struct.unpack_from("<4Q", src.read_bytes(), table)
+    if grow:  # CPU 0's size runs into CPU 1's pages: it stops where they start
+        path = corrupt(src, tmp_path / "bad.dat", table + 8, struct.pack("<Q", size0 + 8192))
+        cpu, stop = 0, off1
+    else:  # CPU 1's size leaves out pages the file holds: its data ends where the size says
+        path = corrupt(src, tmp_path / "bad.dat", table + 24, struct.pack("<Q", 3 * 4096))
+        cpu, stop = 1, off1 + 3 * 4096
+    with pytest.raises(BinaryTraceError) as exc:
+        events_of(path)
+    assert exc.value.section == f"cpu{cpu} data" and exc.value.offset == stop
+    assert "the size is corrupt" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    assert [i.cpu for i in items if isinstance(i, LostEvents) and i.until_end] == [cpu]
+    assert td.stopped_at == stop
+    assert "the size is corrupt" in str(both_engines(path, partial=False))
+    assert not isinstance(both_engines(path, partial=True), str)
+
+
+@pytest.mark.parametrize("name", ["sched_v6.dat", "sched_v7_nocomp.dat", "sched_v7_zstd.dat"])
+def test_intact_files_agree_with_their_index(name: str) -> None:
+    path = need_shared(TRACEDAT / name)
+    assert not any(isinstance(i, LostEvents) and i.until_end for i in events_of(path))
+
+
+def cpu_events(items: list, cpu: int) -> list[tuple]:
+    return [key(e) for e in items if isinstance(e, TraceEvent) and e.cpu == cpu]
+
+
+def test_time_going_backwards_in_a_trace_dat_ends_that_cpu(tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / "sched_v6.dat")
+    off1 = struct.unpack_from("<Q", src.read_bytes(), flyrecord_table(src) + 16)[0]
+    psize = 4096
+    # the time delta of page 3's first record: its later records run ahead of page 4's time
+    at = off1 + 3 * psize + 16 + 3
+    data = bytearray(src.read_bytes())
+    path = corrupt(src, tmp_path / "ts.dat", at, bytes([data[at] ^ 0xFF]))
+    with pytest.raises(BinaryTraceError) as exc:
+        events_of(path)
+    assert exc.value.section == "cpu1 data page 4"
+    assert off1 + 4 * psize <= exc.value.offset < off1 + 5 * psize
+    assert "time goes backwards on CPU 1" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    want = cpu_events(events_of(src), 1)
+    got = cpu_events(items, 1)
+    # neither page 3 nor page 4 can be trusted: what is read ends before them
+    assert got == want[: len(got)] and 0 < len(got) < len(want)
+    (mark,) = [i for i in items if isinstance(i, LostEvents) and i.until_end]
+    assert mark.cpu == 1 and mark.ts == got[-1][0]
+    assert td.stopped_at == exc.value.offset
+    assert "time goes backwards" in str(both_engines(path, partial=False))
+    res = both_engines(path, partial=True)
+    assert not isinstance(res, str) and res.violations == 0
+
+
+def test_time_going_backwards_in_a_raw_directory(tmp_path: Path) -> None:
+    import shutil
+
+    from pyrv.sources.ring_buffer import RawTraceDir
+
+    src = need_shared(RECORDED / "raw")
+    raw = tmp_path / "raw"
+    shutil.copytree(src, raw)
+    pages = bytearray((raw / "cpu1.raw").read_bytes())
+    pages[5 * 4096 + 3] ^= 0xFF  # page 5's timestamp
+    (raw / "cpu1.raw").write_bytes(bytes(pages))
+    with pytest.raises(BinaryTraceError) as exc:
+        list(RawTraceDir(raw))
+    assert exc.value.section == "cpu1 page 5" and 5 * 4096 <= exc.value.offset < 6 * 4096
+    reader = RawTraceDir(raw, partial=True)
+    items = list(reader)
+    want = cpu_events(list(RawTraceDir(src)), 1)
+    got = cpu_events(items, 1)
+    assert got == want[: len(got)] and 0 < len(got) < len(want)
+    assert reader.stopped_at == exc.value.offset and "time goes backwards" in str(
+        reader.stop_reason
+    )
+    assert "time goes backwards" in str(both_engines(raw, partial=False))
+    assert not isinstance(both_engines(raw, partial=True), str)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 9])
+def test_a_trace_dat_cut_inside_its_magic(n: int, tmp_path: Path, capsys) -> None:
+    from pyrv.cli.main import main
+
+    path = tmp_path / "cut.dat"
+    path.write_bytes(b"\x17\x08\x44tracing6\0"[:n])
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert exc.value.section == "magic" and exc.value.offset == n
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"magic at byte offset {n}" in err and "truncated trace.dat" in err
+
+
+def test_a_buffer_option_cpu_the_file_does_not_have(tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / "sched_v7_zstd.dat")
+    with TraceDat(src) as td:
+        cpus, cds = td.cpus, td.buffers[0].cpus
+    data = src.read_bytes()
+    # the BUFFER option's {u32 cpu, u64 offset, u64 size} entry of CPU 1, found by its values
+    entry = struct.pack("<IQQ", 1, cds[1].offset, cds[1].size)
+    at = data.index(entry)
+    path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<I", 0xFF0001))
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert exc.value.section == "BUFFER option"
+    assert f"CPU {0xFF0001} is not one of the file's {cpus} CPUs" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    items = list(td)
+    assert not cpu_events(items, 1)  # its data is not read, and CPU 1 gets a gap from the start
+    (gap,) = [i for i in items if isinstance(i, LostEvents) and i.until_end]
+    assert gap.cpu == 1 and gap.ts == 0 and "BUFFER option" in gap.reason
+    assert "BUFFER option" in str(both_engines(path, partial=False))
+    assert "no event can be judged" in str(both_engines(path, partial=True))
+
+
+@pytest.mark.parametrize("how", ["deleted", "empty"])
+def test_a_raw_directory_without_cpu0_says_so(how: str, tmp_path: Path) -> None:
+    import shutil
+
+    from pyrv.sources.ring_buffer import RawTraceDir
+
+    raw = tmp_path / "raw"
+    shutil.copytree(need_shared(RECORDED / "raw"), raw)
+    if how == "deleted":
+        (raw / "cpu0.raw").unlink()
+    else:
+        (raw / "cpu0.raw").write_bytes(b"")
+    items = list(RawTraceDir(raw))
+    gaps = [i for i in items if isinstance(i, LostEvents) and i.cpu == 0]
+    assert len(gaps) == 1 and "CPU 0" in gaps[0].reason and "per-task monitors" in gaps[0].reason
+    res = both_engines(raw, partial=False)
+    assert not isinstance(res, str)
+    assert any(g.cpu == 0 and "no events" in g.reason for g in res.gaps)
