@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import lzma
 import shutil
@@ -197,3 +198,85 @@ def test_a_trace_dat_on_a_pipe_is_refused_with_the_reason(tmp_path: Path) -> Non
     fifo = _fifo_fed(tmp_path, src.read_bytes()[:65536])
     with pytest.raises(TraceError, match=r"a trace.dat file on a stream .*pass the file itself"):
         open_trace(fifo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compressed binary traces: read from a decompressed copy, with the same verdicts.
+
+
+def _zstd(data: bytes) -> bytes:
+    zstandard = pytest.importorskip("zstandard")
+    return zstandard.ZstdCompressor().compress(data)
+
+
+_CODECS = {"gz": gzip.compress, "xz": lzma.compress, "bz2": bz2.compress, "zst": _zstd}
+
+
+def _run(trace: Path | str, **kw) -> tuple:
+    from pyrv.api import CheckOptions, check
+
+    recs, gaps = [], []
+    res = check(trace, CheckOptions(on_record=recs.append, on_gap=gaps.append, **kw))
+    return res, [r.trace_line() for r in recs], [(g.cpu, g.ts, g.reason) for g in gaps]
+
+
+@pytest.mark.parametrize("codec", sorted(_CODECS))
+@pytest.mark.parametrize("name", ["sched_v6.dat", "sched_v7_zstd.dat"])
+@pytest.mark.parametrize("engine", ["reference", "auto"])
+def test_a_compressed_trace_dat_reads_as_the_file_itself(
+    tmp_path: Path, codec: str, name: str, engine: str
+) -> None:
+    plain = need_shared(RECORDED / "tracedat" / name)
+    packed = tmp_path / f"{name}.{codec}"
+    packed.write_bytes(_CODECS[codec](plain.read_bytes()))
+    assert sniff(packed) == "compressed tracedat"
+    want, got = (_run(t, engine=engine, emit_events=True) for t in (plain, packed))
+    assert got[1:] == want[1:] and got[1]  # every record (transitions too) and gap
+    assert all(g.source == str(packed) for g in got[0].gaps)  # named by the user's file
+    want[0].source = str(packed)
+    want[0].gaps = [dataclasses.replace(g, source=str(packed)) for g in want[0].gaps]
+    assert got[0] == want[0]
+
+
+def test_a_compressed_copy_leaves_no_file_behind(tmp_path: Path, monkeypatch) -> None:
+    plain = need_shared(RECORDED / "tracedat" / "sched_v6.dat")
+    packed = tmp_path / "t.dat.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_dir))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again
+    reader, items = open_trace(packed)
+    assert sum(isinstance(i, TraceEvent) for i in items) == 4094  # the file's own count
+    assert list(spool_dir.iterdir()) == []  # the copy never had a name there
+
+
+@pytest.mark.parametrize("codec", ["gz", "zst"])
+def test_a_cut_compressed_trace_dat(tmp_path: Path, codec: str) -> None:
+    """A compressed stream cut short is an error that says so; with --partial what it still
+    holds is verified, and every verdict on it is one the whole file gives."""
+    plain = need_shared(RECORDED / "tracedat" / "sched_v6.dat")
+    whole = _CODECS[codec](plain.read_bytes())
+    cut = tmp_path / f"cut.dat.{codec}"
+    cut.write_bytes(whole[: len(whole) * 97 // 100])  # inside the CPU data
+    with pytest.raises(TraceError, match="cut or corrupt after [0-9]+ decompressed bytes"):
+        _run(cut)
+    for engine in ("reference", "auto"):
+        full = _run(plain, engine=engine, emit_events=True)
+        part = _run(cut, engine=engine, partial=True, emit_events=True)
+        assert part[0].stopped_at is not None and 0 < part[0].events_read < 4094
+        assert part[1] and set(part[1]) <= set(full[1])
+
+
+def test_a_compressed_raw_pages_file(tmp_path: Path) -> None:
+    raw = need_shared(RECORDED / "raw")
+    packed = tmp_path / "cpu1.raw.xz"
+    packed.write_bytes(lzma.compress((raw / "cpu1.raw").read_bytes()))
+    with pytest.raises(TraceError, match="give its event format files"):
+        open_trace(packed)
+    want = [(type(i).__name__, i.ts) for i in open_trace(raw / "cpu1.raw", formats_dir=raw)[1]]
+    reader, items = open_trace(packed, formats_dir=raw)
+    assert reader.cpu == 1  # from the name, as for the file itself
+    assert [(type(i).__name__, i.ts) for i in items] == want and want

@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         "traces",
         nargs="*",
         metavar="TRACE",
-        help="ftrace text (trace, trace_pipe, per-CPU) or trace-cmd report text; "
-        ".gz/.xz are read transparently; default: the bundled real trace",
+        help="ftrace text (trace, trace_pipe, per-CPU), trace-cmd report text, a trace.dat, or"
+        " a directory of raw ring-buffer pages, recognised by content; .gz/.xz/.bz2/.zst are"
+        " read transparently; default: the bundled real trace",
     )
     c.add_argument(
         "-m",

@@ -12,6 +12,8 @@ a directory with per-CPU page files             :class:`~pyrv.sources.ring_buffe
 (``cpuN.raw``, ``traces/cpuN``,                 (format files from ``events/`` or
 ``per_cpu/cpuN/trace_pipe_raw``)                ``formats/``)
 a file starting ``17 08 44 "tracing"``          :class:`~pyrv.sources.tracedat.TraceDat`
+a gzip/xz/bz2/zstd-compressed trace.dat or raw  the same readers over a private decompressed
+pages file                                      copy (see :func:`_spooled`)
 a zstd-compressed text file                     the text reader over a zstd stream
 a file of raw pages (binary, with ``formats``)  :class:`RawPagesFile` (one CPU)
 anything else: text, gzip/xz/bz2 text, ``-``    :class:`~pyrv.sources.ftrace_text.TextTraceReader`
@@ -41,10 +43,12 @@ sections, a page file's pages) and are refused with the reason.
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import re
 import stat
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -52,7 +56,7 @@ from typing import IO, Any
 from pyrv.sources.errors import TraceError
 from pyrv.sources.events import TraceItem
 from pyrv.sources.formats import FormatSet
-from pyrv.sources.ftrace_text import TextTraceReader, _sniff
+from pyrv.sources.ftrace_text import _DECOMPRESSORS, _MAGIC, TextTraceReader, _sniff
 from pyrv.sources.merge import place_text_losses
 from pyrv.sources.ring_buffer import (
     PageDecoder,
@@ -124,10 +128,13 @@ def sniff(path: str | os.PathLike[str]) -> str:
         raise TraceError(str(name), None, f"cannot open: {exc}") from None
     if head.startswith(MAGIC) or is_tracedat_prefix(head):
         return "tracedat"
-    if head.startswith(_ZSTD):
-        return "zstd"
-    if head.startswith(_COMPRESSED):
-        return "text"
+    if head.startswith((_ZSTD, *_COMPRESSED)):
+        inner = _decompressed_head(p, head)
+        if inner.startswith(MAGIC) or (inner and is_tracedat_prefix(inner)):
+            return "compressed tracedat"
+        if b"\x00" in inner:
+            return "compressed binary"
+        return "zstd" if head.startswith(_ZSTD) else "text"
     if b"\x00" in head:
         return "binary"
     return "text"
@@ -163,6 +170,16 @@ def open_trace(
         source = source or _stream_label(os.fspath(path))
         path = stream
     kind = "text" if stream is not None else sniff(path)
+    spool = None
+    if kind == "compressed binary" and formats is None:
+        kind = "binary"  # refused below, with the reason, before anything is decompressed
+    if kind.startswith("compressed "):  # read at its offsets: from a decompressed copy
+        source = source or os.fspath(path)
+        if cpu is None:
+            m = re.search(r"cpu(\d+)", Path(path).name)
+            cpu = int(m.group(1)) if m else 0
+        spool = _spooled(path, source, partial)
+        path, kind = f"/proc/self/fd/{spool.fileno()}", kind.split()[1]
     reader: Any
     if kind == "rawdir":
         root = Path(path)
@@ -209,6 +226,8 @@ def open_trace(
         reader = text_reader()
         if stream is None and _has_dropped_markers(path):  # a report: place its markers
             return reader, place_text_losses(text_reader(), reader)
+    if spool is not None:
+        reader.spool = spool  # the copy lives as long as its reader (it has no name)
     return reader, iter(reader)
 
 
@@ -278,6 +297,90 @@ def _open_stream(path: Any, source: str | None) -> IO[bytes] | None:
     return buf  # type: ignore[return-value]
 
 
+def _decompressing(fh: IO[bytes], head: bytes) -> IO[bytes]:
+    """The decompressed stream of a gzip/xz/bz2/zstd file (``head``: its first bytes)."""
+    if head.startswith(_ZSTD):
+        return _zstd_stream(fh)
+    for magic, what in _MAGIC:
+        opener = _DECOMPRESSORS.get(what)
+        if opener is not None and head.startswith(magic):
+            return opener(fh)
+    raise ValueError("not compressed")
+
+
+def _decompressed_head(path: Path, head: bytes) -> bytes:
+    """The first decompressed bytes of a compressed file (empty when they cannot be read:
+    the text reader then says why)."""
+    try:
+        with open(path, "rb") as fh:
+            return _decompressing(fh, head).read(4096)
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, TraceError):
+        return b""
+
+
+#: decompressed bytes copied at a time into a spool
+_SPOOL_STEP = 1 << 20
+
+
+def _spooled(path: str | os.PathLike[str], source: str, partial: bool) -> IO[bytes]:
+    """A compressed trace.dat (or raw-pages file) decompressed into an anonymous temporary
+    file, for readers that need its offsets: the file has no name (``O_TMPFILE``, or unlinked
+    at once), so it goes with the process however it ends, and is read through
+    ``/proc/self/fd``. A stream cut or corrupt midway is an error naming how much of it was
+    read; with ``partial`` the part before the damage is kept (the reader then says where
+    its content stops)."""
+    import tempfile
+
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the reader, which keeps it
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)  # the magic says which decompressor
+            fh.seek(0)
+            try:
+                complete = _copy_decompressed(fh, head, spool)
+                why = "it ends before its end-of-stream marker"
+            except (EOFError, OSError, ValueError, lzma.LZMAError, zlib.error) as exc:
+                complete, why = False, str(exc)
+                if isinstance(exc, TraceError):
+                    raise
+        if not complete and not partial:
+            raise TraceError(
+                source,
+                None,
+                f"the compressed stream is cut or corrupt after {spool.tell()} decompressed"
+                f" bytes ({why}); --partial verifies what precedes",
+            )
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _copy_decompressed(fh: IO[bytes], head: bytes, out: IO[bytes]) -> bool:
+    """Decompress ``fh`` into ``out`` as it comes (what precedes damage is kept); whether the
+    stream was complete. Damage other than an early end raises."""
+    if not head.startswith(_ZSTD):
+        stream = _decompressing(fh, head)
+        while chunk := stream.read1(_SPOOL_STEP):  # type: ignore[attr-defined]
+            out.write(chunk)
+        return True  # gzip, xz and bz2 raise EOFError at an early end
+    zstandard = _zstandard(str(fh.name))
+    dctx = zstandard.ZstdDecompressor()
+    dobj, ended = dctx.decompressobj(), True
+    while data := fh.read(_SPOOL_STEP):
+        while data:  # a file may hold several frames, one after the other
+            if dobj.eof:
+                dobj = dctx.decompressobj()
+            try:
+                out.write(dobj.decompress(data))
+            except zstandard.ZstdError as exc:
+                raise ValueError(str(exc)) from None
+            data = dobj.unused_data if dobj.eof else b""
+        ended = dobj.eof
+    return ended
+
+
 def _events_dir(root: Path) -> Path:
     for d in (root / "events", root / "formats"):
         if d.is_dir():
@@ -285,19 +388,24 @@ def _events_dir(root: Path) -> Path:
     return root
 
 
-def _zstd_stream(path: str | os.PathLike[str] | IO[bytes]) -> IO[bytes]:
-    """A zstd-compressed file (or stream) as a binary stream (``zstandard`` reads it)."""
+def _zstandard(label: str) -> Any:
+    """The ``zstandard`` module, or the error saying how to get it."""
     try:
         import zstandard
     except ImportError:
         raise TraceError(
-            os.fspath(path),
+            label,
             None,
             "zstd-compressed input: reading it needs the 'zstandard' package (pip install"
             " zstandard), or decompress it first (zstd -d)",
         ) from None
-    import io
+    return zstandard
 
-    raw = open(path, "rb") if isinstance(path, str | os.PathLike) else path  # noqa: SIM115
+
+def _zstd_stream(path: str | os.PathLike[str] | IO[bytes]) -> IO[bytes]:
+    """A zstd-compressed file (or stream) as a binary stream (``zstandard`` reads it)."""
+    named = isinstance(path, str | os.PathLike)
+    zstandard = _zstandard(os.fspath(path) if named else str(getattr(path, "name", "<stream>")))
+    raw = open(path, "rb") if named else path  # noqa: SIM115 - closed with the stream
     stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
     return io.BufferedReader(stream)  # type: ignore[arg-type]
