@@ -198,6 +198,9 @@ def check(
     result.dropped_incomplete = sum(r.dropped_incomplete for r in readers)
     for r in readers:
         stopped, why = getattr(r, "stopped_at", None), getattr(r, "stop_reason", None)
+        cut = getattr(r, "decompressed_cut", None)  # a compressed input's stream ended early
+        if stopped is None and cut is not None:
+            stopped, why = cut, "the compressed stream is cut short there"
         if stopped is not None:
             result.stopped_at = f"byte offset {stopped}" + (f" ({why})" if why else "")
     return result
@@ -262,8 +265,9 @@ class Verifier:
             return self.interrupted(last_ts)
         if result.incomplete_from is not None and not any(self.dispatcher.hooked.values()):
             cut = next(g for g in result.gaps if g.until_end)
+            whose = "a CPU's" if cut.cpu is None else f"CPU {cut.cpu}'s"
             raise CheckError(
-                f"{self.label}: no event can be judged: CPU {cut.cpu}'s data ends before any "
+                f"{self.label}: no event can be judged: {whose} data ends before any "
                 f"event the monitors handle ({cut.reason}), and every event after that point "
                 "may depend on what it lost"
             )

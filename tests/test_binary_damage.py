@@ -244,3 +244,59 @@ def test_a_raw_directory_without_cpu0_says_so(how: str, tmp_path: Path) -> None:
     res = both_engines(raw, partial=False)
     assert not isinstance(res, str)
     assert any(g.cpu == 0 and "no events" in g.reason for g in res.gaps)
+
+
+@pytest.mark.parametrize("count", [1, 0])
+def test_a_buffer_option_cpu_count_that_leaves_cpus_out(count: int, tmp_path: Path) -> None:
+    """The option's CPU entries fill its size: a smaller count leaves whole entries unread,
+    which would read as CPUs that never ran (a wrong verdict, not a pass)."""
+    src = need_shared(TRACEDAT / "sched_v7_zstd.dat")
+    with TraceDat(src) as td:
+        cds = td.buffers[0].cpus
+    assert len(cds) == 2
+    data = src.read_bytes()
+    first = data.index(struct.pack("<IQQ", cds[0].cpu, cds[0].offset, cds[0].size))
+    at = first - 4  # the u32 count stands before the first entry
+    assert struct.unpack_from("<I", data, at) == (2,)
+    path = corrupt(src, tmp_path / "count.dat", at, struct.pack("<I", count))
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert exc.value.section == "BUFFER option"
+    assert f"room for {2 - count} more" in exc.value.detail
+    items = list(TraceDat(path, partial=True))
+    assert not cpu_events(items, 1)
+    assert any(isinstance(i, LostEvents) and i.until_end and i.cpu == 1 for i in items)
+    assert "CPU count is corrupt" in str(both_engines(path, partial=False))
+    assert "no event can be judged" in str(both_engines(path, partial=True))
+
+
+def test_a_single_raw_pages_file_with_partial(tmp_path: Path) -> None:
+    """--partial reads a lone page file as it reads the same file in a directory: up to the
+    damage, then a loss until the end, and says where it stopped."""
+    raw = need_shared(RECORDED / "raw")
+    data = bytearray((raw / "cpu1.raw").read_bytes())
+    struct.pack_into("<Q", data, 3 * 4096, 1)  # page 3's time stamp goes back to 1 ns
+    lone = tmp_path / "cpu1.raw"
+    lone.write_bytes(bytes(data))
+    with pytest.raises(BinaryTraceError, match="time goes backwards"):
+        check(lone, CheckOptions(monitors=["wwnr"], formats_dir=raw))
+    res = both_engines_raw(lone, raw)
+    assert res.stopped_at is not None and "page 3" in res.stopped_at
+    in_dir = tmp_path / "dir"
+    (in_dir / "events").parent.mkdir()
+    import shutil
+
+    shutil.copytree(raw / "events", in_dir / "events")
+    shutil.copy(lone, in_dir / "cpu1.raw")
+    whole = check(in_dir, CheckOptions(monitors=["wwnr"], partial=True))
+    assert res.events_read == whole.events_read < 912  # the intact file has 912
+    assert res.monitors == whole.monitors
+
+
+def both_engines_raw(path: Path, formats: Path) -> object:
+    out = [
+        check(path, CheckOptions(monitors=["wwnr"], partial=True, formats_dir=formats, engine=e))
+        for e in ("reference", "auto")
+    ]
+    assert out[0] == out[1]
+    return out[0]

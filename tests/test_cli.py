@@ -547,3 +547,24 @@ def test_more_per_task_monitors_than_a_kernel_has_slots_is_said_so(monkeypatch, 
     err = capsys.readouterr().err
     assert "per-task monitors would run" in err and "more than the 8 per-task slots" in err
     assert "choose them with -m" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--hz", "２５０"],  # full-width digits: int() takes them, a shell user did not
+        ["check", "--start", "١٢"],  # Arabic-Indic digits
+        ["check", "--start", "472_0"],  # Python's digit separator
+        ["mon", "wwnr", "--duration", "５"],
+        ["mon", "wwnr", "--buffer-kb", "４"],
+        ["record", "-o", "/nonexistent/x.dat", "--duration", "٥"],
+        ["umount", "/nonexistent", "--timeout", "1_0"],
+    ],
+)
+def test_numbers_are_ascii_digits(args, capsys):
+    """What a user types as a number is ASCII digits: anything else (which Python's int and
+    float accept) is a usage error, before a run starts on a value nobody meant."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "is not a number (ASCII digits, no '_')" in err

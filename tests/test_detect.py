@@ -261,7 +261,7 @@ def test_a_cut_compressed_trace_dat(tmp_path: Path, codec: str) -> None:
     whole = _CODECS[codec](plain.read_bytes())
     cut = tmp_path / f"cut.dat.{codec}"
     cut.write_bytes(whole[: len(whole) * 97 // 100])  # inside the CPU data
-    with pytest.raises(TraceError, match="cut or corrupt after [0-9]+ decompressed bytes"):
+    with pytest.raises(TraceError, match="cut short after [0-9]+ decompressed bytes"):
         _run(cut)
     for engine in ("reference", "auto"):
         full = _run(plain, engine=engine, emit_events=True)
@@ -280,3 +280,68 @@ def test_a_compressed_raw_pages_file(tmp_path: Path) -> None:
     reader, items = open_trace(packed, formats_dir=raw)
     assert reader.cpu == 1  # from the name, as for the file itself
     assert [(type(i).__name__, i.ts) for i in items] == want and want
+
+
+def test_a_corrupt_compressed_stream_is_never_trusted(tmp_path: Path) -> None:
+    """gzip checks its data only at its end: a failed check means none of it is known good,
+    so even --partial refuses it (a cut stream, by contrast, holds what precedes the cut)."""
+    from pyrv.api import CheckOptions, check
+
+    plain = need_shared(RECORDED / "tracedat" / "sched_v6.dat")
+    packed = bytearray(gzip.compress(plain.read_bytes()))
+    packed[len(packed) // 2] ^= 4
+    bad = tmp_path / "bad.dat.gz"
+    bad.write_bytes(bytes(packed))
+    for partial in (False, True):
+        with pytest.raises(TraceError, match="data is corrupt.*none of it can be trusted"):
+            check(bad, CheckOptions(partial=partial))
+
+
+def test_a_stream_cut_in_its_trailer_says_so_with_partial(tmp_path: Path) -> None:
+    from pyrv.api import CheckOptions, check
+
+    plain = need_shared(RECORDED / "tracedat" / "sched_v6.dat")
+    cut = tmp_path / "trailer.dat.gz"
+    cut.write_bytes(gzip.compress(plain.read_bytes())[:-4])  # the size field of the trailer
+    with pytest.raises(TraceError, match="cut short after"):
+        check(cut, CheckOptions())
+    res = check(cut, CheckOptions(partial=True))
+    assert res.events_read == 4094  # every byte of the content came through
+    assert res.stopped_at == (
+        f"byte offset {plain.stat().st_size} (the compressed stream is cut short there)"
+    )
+
+
+@pytest.mark.parametrize("codec", ["gz", "zst", "bz2"])
+def test_a_stream_cut_before_its_content_shows(tmp_path: Path, codec: str) -> None:
+    plain = need_shared(RECORDED / "tracedat" / "sched_v7_zstd.dat")
+    cut = tmp_path / f"cut.dat.{codec}"
+    cut.write_bytes(_CODECS[codec](plain.read_bytes())[:12])
+    for partial in (False, True):
+        with pytest.raises(TraceError, match="compressed stream is cut short after [0-9]+ dec"):
+            open_trace(cut, partial=partial)
+
+
+def test_a_full_temporary_directory_is_not_a_damaged_trace(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import io
+    import tempfile
+
+    class Full(io.BytesIO):
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda: Full())
+    packed = tmp_path / "t.dat.gz"
+    packed.write_bytes(
+        gzip.compress(need_shared(RECORDED / "tracedat" / "sched_v6.dat").read_bytes())
+    )
+    with pytest.raises(TraceError, match="cannot write its decompressed copy in .*No space left"):
+        open_trace(packed, partial=True)
+
+
+def test_a_compressed_trace_dat_on_a_pipe_is_refused_as_a_trace_dat(tmp_path: Path) -> None:
+    plain = need_shared(RECORDED / "tracedat" / "sched_v7_zstd.dat")
+    fifo = _fifo_fed(tmp_path, gzip.compress(plain.read_bytes()[:65536]))  # fits the pipe
+    with pytest.raises(TraceError, match="a trace.dat file on a stream"):
+        open_trace(fifo)

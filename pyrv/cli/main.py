@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from pyrv.cli import mon as mon_command
 from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
-from pyrv.cli.options import add_definition_option, trace_time_ns
+from pyrv.cli.options import add_definition_option, integer, trace_time_ns
 
 if TYPE_CHECKING:
     from pyrv.api import CheckResult
@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--hz",
-        type=int,
+        type=integer,
         metavar="HZ",
         help="the traced kernel's HZ, for monitors whose clocks count jiffies (default 250)",
     )
@@ -437,9 +437,10 @@ def _desc_line(rv: RV, mon: Monitor) -> str:
 def _event_source(where: str):  # noqa: ANN202 - a predicate over event names
     """Which events an input provides: the running kernel's tracefs, or a trace's content."""
     if where == "kernel":
-        from pyrv.sources.tracefs import Tracefs
+        from pyrv.sources.tracefs import Tracefs, sigterm_as_interrupt
 
-        with Tracefs() as fs:  # mounted for the look-up if nobody had, and unmounted after
+        # mounted for the look-up if nobody had, and unmounted after (SIGTERM too)
+        with sigterm_as_interrupt(), Tracefs() as fs:
             assert fs.path is not None
             names = {p.parent.name for p in (fs.path / "events").glob("*/*/format")}
         return names.__contains__

@@ -24,8 +24,25 @@ def add_definition_option(p: argparse.ArgumentParser, help_text: str | None = No
     )
 
 
+def _ascii(text: str) -> str:
+    """A number as typed in a shell: ASCII only, no ``_`` (Python's ``int``, ``float`` and
+    ``Decimal`` also take other scripts' digits and ``1_000``)."""
+    if not text.isascii() or "_" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (ASCII digits, no '_')")
+    return text
+
+
+def integer(text: str) -> int:
+    """An integer option in ASCII digits."""
+    try:
+        return int(_ascii(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def duration(text: str) -> float:
     """``--duration S``: a positive number of seconds (a usage error otherwise, exit 2)."""
+    _ascii(text)
     try:
         value = float(text)
     except ValueError:
@@ -37,6 +54,7 @@ def duration(text: str) -> float:
 
 def wait_seconds(text: str) -> float:
     """``--timeout S``: a finite number of seconds, 0 or more (0: do not wait)."""
+    _ascii(text)
     try:
         value = float(text)
     except ValueError:
@@ -50,6 +68,7 @@ def trace_time_ns(text: str) -> int:
     """``--start SECONDS``: a trace time as printed, in nanoseconds. Read as a decimal, not a
     float, so every printed digit counts; one no trace can have (negative, infinite, NaN,
     past the 64-bit nanosecond clock) is a usage error, not a run that never starts."""
+    _ascii(text)
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
@@ -70,10 +89,7 @@ def int_range(low: int, high: int, what: str) -> Callable[[str], int]:
     """An argparse type: an integer from ``low`` to ``high``; ``what`` says what it counts."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        value = integer(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text!r}: {what} is {low}..{high}")
         return value

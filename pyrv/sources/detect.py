@@ -59,9 +59,11 @@ from pyrv.sources.formats import FormatSet
 from pyrv.sources.ftrace_text import _DECOMPRESSORS, _MAGIC, TextTraceReader, _sniff
 from pyrv.sources.merge import place_text_losses
 from pyrv.sources.ring_buffer import (
+    BinaryTraceError,
     PageDecoder,
     RawTraceDir,
     RingBufferLayout,
+    end_at_damage,
     find_cpu_files,
     flushed,
     guess_byteorder,
@@ -87,8 +89,12 @@ class RawPagesFile:
         cpu: int | None = None,
         layout: RingBufferLayout | None = None,
         source: str | None = None,
+        partial: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        self.partial = partial  # damage ends the stream (reported) instead of the run
+        self.stopped_at: int | None = None
+        self.stop_reason: str | None = None
         self.source = source if source is not None else str(self.path)
         self.formats = formats
         if cpu is None:
@@ -107,8 +113,17 @@ class RawPagesFile:
     def __iter__(self) -> Iterator[TraceItem]:
         dec = PageDecoder(self.formats, self.layout, source=self.source)
         dec.check_time_order = True
-        items = iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec)
-        return flushed(items, dec, self.cpu)
+        items = flushed(
+            iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec), dec, self.cpu
+        )
+        if not self.partial:
+            return items
+
+        def damaged(exc: BinaryTraceError) -> str:
+            self.stopped_at, self.stop_reason = exc.offset, exc.reason
+            return f"{exc.reason}; CPU {self.cpu}"
+
+        return end_at_damage(items, self.cpu, self.source, damaged)
 
 
 def sniff(path: str | os.PathLike[str]) -> str:
@@ -129,9 +144,11 @@ def sniff(path: str | os.PathLike[str]) -> str:
     if head.startswith(MAGIC) or is_tracedat_prefix(head):
         return "tracedat"
     if head.startswith((_ZSTD, *_COMPRESSED)):
-        inner = _decompressed_head(p, head)
+        inner, readable = _decompressed_head(p, head)
         if inner.startswith(MAGIC) or (inner and is_tracedat_prefix(inner)):
             return "compressed tracedat"
+        if not inner and not readable:
+            return "compressed cut"  # nothing to tell its content by: the cut is the news
         if b"\x00" in inner:
             return "compressed binary"
         return "zstd" if head.startswith(_ZSTD) else "text"
@@ -178,7 +195,7 @@ def open_trace(
         if cpu is None:
             m = re.search(r"cpu(\d+)", Path(path).name)
             cpu = int(m.group(1)) if m else 0
-        spool = _spooled(path, source, partial)
+        spool, cut = _spooled(path, source, partial and kind != "compressed cut")
         path, kind = f"/proc/self/fd/{spool.fileno()}", kind.split()[1]
     reader: Any
     if kind == "rawdir":
@@ -211,7 +228,7 @@ def open_trace(
                 " directory holding it with its events/ directory",
             )
         layout = RingBufferLayout.load(formats_dir) if formats_dir is not None else None
-        reader = RawPagesFile(path, formats, cpu=cpu, layout=layout, source=source)
+        reader = RawPagesFile(path, formats, cpu=cpu, layout=layout, source=source, partial=partial)
     else:
 
         def text_reader() -> TextTraceReader:
@@ -228,6 +245,8 @@ def open_trace(
             return reader, place_text_losses(text_reader(), reader)
     if spool is not None:
         reader.spool = spool  # the copy lives as long as its reader (it has no name)
+        if cut >= 0:  # said in the result, where its reader saw nothing wrong
+            reader.decompressed_cut = cut
     return reader, iter(reader)
 
 
@@ -280,10 +299,16 @@ def _open_stream(path: Any, source: str | None) -> IO[bytes] | None:
         raise TraceError(label, None, f"cannot open: {exc}") from None
     buf = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
     head = buf.peek(4096)[:4096]  # type: ignore[attr-defined]
-    if head.startswith(_ZSTD):
-        return _zstd_stream(buf)
+    if head.startswith((_ZSTD, *_COMPRESSED)):  # told apart by what it holds
+        buf = _decompressing(buf, head)
+        if not hasattr(buf, "peek"):
+            buf = io.BufferedReader(buf)  # type: ignore[arg-type]
+        try:
+            head = buf.peek(4096)[:4096]  # type: ignore[attr-defined]
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            raise TraceError(label, None, f"cannot read: {exc}") from None
     dat = head.startswith(MAGIC) or is_tracedat_prefix(head)
-    if dat or (b"\x00" in head and not head.startswith(_COMPRESSED)):
+    if dat or b"\x00" in head:
         what = "a trace.dat file" if dat else "binary data"
         if name != "-":
             buf.close()
@@ -308,27 +333,48 @@ def _decompressing(fh: IO[bytes], head: bytes) -> IO[bytes]:
     raise ValueError("not compressed")
 
 
-def _decompressed_head(path: Path, head: bytes) -> bytes:
-    """The first decompressed bytes of a compressed file (empty when they cannot be read:
-    the text reader then says why)."""
+def _decompressed_head(path: Path, head: bytes) -> tuple[bytes, bool]:
+    """The first decompressed bytes of a compressed file, as many as could be read, and
+    whether the stream was readable that far (False: it is cut or corrupt before)."""
+    out = b""
     try:
         with open(path, "rb") as fh:
-            return _decompressing(fh, head).read(4096)
+            stream = _decompressing(fh, head)
+            while len(out) < 4096 and (chunk := stream.read1(4096)):  # type: ignore[attr-defined]
+                out += chunk
     except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, TraceError):
-        return b""
+        return out[:4096], False
+    return out[:4096], bool(out) or _ends_cleanly(path, head)
+
+
+def _ends_cleanly(path: Path, head: bytes) -> bool:
+    """Whether a compressed file that decompressed to nothing is a complete stream (an
+    empty input) rather than one cut before its first output."""
+    if not head.startswith(_ZSTD):
+        return True  # gzip, xz and bz2 raise when cut
+    with open(path, "rb") as fh:
+        return _copy_decompressed(fh, head, io.BytesIO())
 
 
 #: decompressed bytes copied at a time into a spool
 _SPOOL_STEP = 1 << 20
 
 
-def _spooled(path: str | os.PathLike[str], source: str, partial: bool) -> IO[bytes]:
+class _SpoolFull(Exception):
+    """Writing the decompressed copy failed (the temporary directory is full, say)."""
+
+
+def _spooled(path: str | os.PathLike[str], source: str, partial: bool) -> tuple[IO[bytes], int]:
     """A compressed trace.dat (or raw-pages file) decompressed into an anonymous temporary
     file, for readers that need its offsets: the file has no name (``O_TMPFILE``, or unlinked
     at once), so it goes with the process however it ends, and is read through
-    ``/proc/self/fd``. A stream cut or corrupt midway is an error naming how much of it was
-    read; with ``partial`` the part before the damage is kept (the reader then says where
-    its content stops)."""
+    ``/proc/self/fd``. Returns the file and, for a stream cut short that ``partial`` lets
+    through, how many bytes it holds (-1: the stream was complete).
+
+    A cut stream is an error naming how much of it was decompressed; with ``partial`` what
+    it holds is read (the reader then says where its content stops). A corrupt stream (a
+    failed check, invalid data) is an error either way: gzip checks its data only at the
+    end, so nothing before the damage can be trusted."""
     import tempfile
 
     spool = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the reader, which keeps it
@@ -338,33 +384,54 @@ def _spooled(path: str | os.PathLike[str], source: str, partial: bool) -> IO[byt
             fh.seek(0)
             try:
                 complete = _copy_decompressed(fh, head, spool)
-                why = "it ends before its end-of-stream marker"
+            except _SpoolFull as exc:
+                raise TraceError(
+                    source,
+                    None,
+                    f"cannot write its decompressed copy in {tempfile.gettempdir()}: {exc}"
+                    " (set TMPDIR to a directory with room)",
+                ) from None
             except (EOFError, OSError, ValueError, lzma.LZMAError, zlib.error) as exc:
-                complete, why = False, str(exc)
                 if isinstance(exc, TraceError):
                     raise
-        if not complete and not partial:
+                if not isinstance(exc, EOFError):
+                    raise TraceError(
+                        source,
+                        None,
+                        f"the compressed data is corrupt ({exc}), found after {spool.tell()}"
+                        " decompressed bytes: none of it can be trusted",
+                    ) from None
+                complete = False
+        held = spool.tell()
+        if not complete and (not partial or held == 0):
             raise TraceError(
                 source,
                 None,
-                f"the compressed stream is cut or corrupt after {spool.tell()} decompressed"
-                f" bytes ({why}); --partial verifies what precedes",
+                f"the compressed stream is cut short after {held} decompressed bytes"
+                + ("; --partial verifies what precedes" if held else ""),
             )
         spool.flush()
     except BaseException:
         spool.close()
         raise
-    return spool
+    return spool, (-1 if complete else held)
 
 
 def _copy_decompressed(fh: IO[bytes], head: bytes, out: IO[bytes]) -> bool:
     """Decompress ``fh`` into ``out`` as it comes (what precedes damage is kept); whether the
-    stream was complete. Damage other than an early end raises."""
+    stream was complete (gzip, xz and bz2 raise EOFError when it ends early; damage raises)."""
+
+    def write(data: bytes) -> None:
+        try:
+            out.write(data)
+        except OSError as exc:
+            raise _SpoolFull(exc.strerror or str(exc)) from None
+
     if not head.startswith(_ZSTD):
         stream = _decompressing(fh, head)
         while chunk := stream.read1(_SPOOL_STEP):  # type: ignore[attr-defined]
-            out.write(chunk)
-        return True  # gzip, xz and bz2 raise EOFError at an early end
+            write(chunk)
+        return True
     zstandard = _zstandard(str(fh.name))
     dctx = zstandard.ZstdDecompressor()
     dobj, ended = dctx.decompressobj(), True
@@ -373,7 +440,7 @@ def _copy_decompressed(fh: IO[bytes], head: bytes, out: IO[bytes]) -> bool:
             if dobj.eof:
                 dobj = dctx.decompressobj()
             try:
-                out.write(dobj.decompress(data))
+                write(dobj.decompress(data))
             except zstandard.ZstdError as exc:
                 raise ValueError(str(exc)) from None
             data = dobj.unused_data if dobj.eof else b""

@@ -90,6 +90,8 @@ _MAX_BLOCK = 1 << 28
 
 # option ids (trace-cmd's enum tracecmd_option_id)
 OPT_DONE, OPT_DATE, OPT_CPUSTAT, OPT_BUFFER, OPT_TRACECLOCK, OPT_UNAME, OPT_HOOK = range(7)
+#: a BUFFER option's CPU entry: u32 cpu, u64 offset, u64 size
+_CPU_ENTRY = 20
 OPT_OFFSET, OPT_CPUCOUNT, OPT_VERSION, OPT_PROCMAPS, OPT_TRACEID, OPT_TIME_SHIFT = range(7, 13)
 OPT_GUEST, OPT_TSC2NSEC, OPT_STRINGS, OPT_HEADER_INFO, OPT_FTRACE_EVENTS = range(13, 18)
 OPT_EVENT_FORMATS, OPT_KALLSYMS, OPT_PRINTK, OPT_CMDLINES, OPT_BUFFER_TEXT = range(18, 23)
@@ -639,6 +641,7 @@ class TraceDat:
                 cd = CpuData(c.u32(), c.u64(), c.u64())
                 if self._cpu_id_ok(buf, cd, c, at):
                     buf.cpus.append(cd)
+            self._cpu_count_ok(buf, c, len(data))
             if buf.note is not None:
                 known = {cd.cpu for cd in buf.cpus}
                 buf.unread = [cpu for cpu in range(self.cpus) if cpu not in known] or [-1]
@@ -666,6 +669,23 @@ class TraceDat:
         if self.stopped_at is None:
             self.stopped_at, self.stop_reason = cd.offset, err.reason
         return False
+
+    def _cpu_count_ok(self, buf: BufferInfo, c: _Chunk, size: int) -> None:
+        """Room for more CPU entries after the listed ones means the option's CPU count is
+        corrupt: the CPUs it left out would be read as never having run. With ``partial``
+        the CPUs not listed get a gap (the caller sets ``buf.unread``)."""
+        if size - c.pos < _CPU_ENTRY:
+            return
+        err = c.error(
+            f"{size - c.pos} bytes follow its {len(buf.cpus)} CPU entries, room for"
+            f" {(size - c.pos) // _CPU_ENTRY} more: the BUFFER option's CPU count is corrupt",
+            c.pos,
+        )
+        if not self.partial:
+            raise err
+        buf.note = f"{err.reason}; the data of the CPUs it does not list is not read"
+        if self.stopped_at is None:
+            self.stopped_at, self.stop_reason = c.pos + c.base, err.reason
 
     def _cpustat(self, text: str) -> None:
         """CPUSTAT options: ``CPU: N`` then ``key: value`` lines; ``Buffer: NAME`` switches the
