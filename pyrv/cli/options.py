@@ -40,13 +40,16 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
-def duration(text: str) -> float:
-    """``--duration S``: a positive number of seconds (a usage error otherwise, exit 2)."""
-    _ascii(text)
+def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        return float(_ascii(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def duration(text: str) -> float:
+    """``--duration S``: a positive number of seconds (a usage error otherwise, exit 2)."""
+    value = _seconds(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: the duration must be a positive number")
     return value
@@ -54,11 +57,7 @@ def duration(text: str) -> float:
 
 def wait_seconds(text: str) -> float:
     """``--timeout S``: a finite number of seconds, 0 or more (0: do not wait)."""
-    _ascii(text)
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = _seconds(text)
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: a timeout is a finite number of seconds >= 0")
     return value
