@@ -11,6 +11,7 @@ wrong CPU. Every CPU not read to its end gets a gap, and the reader says where i
 from __future__ import annotations
 
 import functools
+import re
 import struct
 from pathlib import Path
 
@@ -329,6 +330,9 @@ def test_check_partial_says_where_reading_stopped(tmp_path: Path, capsys) -> Non
     assert "reading stopped at byte offset" in out and "buffer index" in out
     assert "# gap at" in out and "cpu 1: unknown number of events lost (truncated" in out
     assert "nothing judged after " in out and "(CPU 1's data ends there)" in out
+    # binary input has no line numbers: the gap says when, the same instant the summary names
+    last = re.search(r"nothing judged after (\d+\.\d{9}) ", out).group(1)
+    assert f"# gap at {cut_path}, after {last}: cpu 1: unknown number" in out
 
 
 def test_a_file_whose_writer_died_in_the_data(tmp_path: Path) -> None:
