@@ -47,6 +47,7 @@ from pyrv.sources.formats import FormatSet
 from pyrv.sources.ring_buffer import (
     PageDecoder,
     RingBufferLayout,
+    Span,
     parse_cmdlines,
 )
 from pyrv.sources.tracedat_writer import (
@@ -363,7 +364,9 @@ def _scan(
         try:
             with open(path, "rb") as fh:
                 while data := fh.read(block):
-                    for item in decoder.pages(data, cpu, section=f"cpu{cpu}"):
+                    off = fh.tell() - len(data)
+                    span = Span(off, off // layout.page_size)
+                    for item in decoder.pages(data, cpu, span=span, section=f"cpu{cpu}"):
                         if isinstance(item, LostEvents):
                             result.lost.append(item)
                             continue

@@ -18,6 +18,7 @@ from pyrv.api import CheckOptions, check
 from pyrv.sources.events import LostEvents, TraceEvent
 from pyrv.sources.ring_buffer import BinaryTraceError
 from pyrv.sources.tracedat import TraceDat
+from pyrv.sources.tracedat_writer import TraceMetadata, write_tracedat
 from tests.conftest import RECORDED, need_shared
 
 TRACEDAT = RECORDED / "tracedat"
@@ -300,3 +301,35 @@ def both_engines_raw(path: Path, formats: Path) -> object:
     ]
     assert out[0] == out[1]
     return out[0]
+
+
+def empty_page(ts: int, commit: int = 0) -> bytes:
+    """A 64-bit little-endian 4 KiB ring-buffer page with no records (header_page layout)."""
+    return struct.pack("<QQ", ts, commit) + bytes(4096 - 16)
+
+
+@pytest.mark.parametrize(
+    ("version", "compression"), [(6, "none"), (7, "none"), (7, "zlib"), (7, "zstd")]
+)
+def test_a_damaged_page_is_named_by_its_number_in_the_cpus_stream(
+    version: int, compression: str, tmp_path: Path
+) -> None:
+    """Pages are read in blocks and chunks; the number and offset in a message are the file's:
+    page 300 of CPU 0's data, at its byte offset, or in its chunk and where in that chunk."""
+    pages = b"".join(empty_page(1000 + i) for i in range(300)) + empty_page(2000, 5000)
+    path = tmp_path / "p.dat"
+    meta = TraceMetadata.from_raw_dir(need_shared(RECORDED / "raw"))
+    write_tracedat(
+        path, {"": {0: pages}}, meta, version=version, compression=compression, chunk_pages=64
+    )
+    with pytest.raises(BinaryTraceError, match="commit says 5000 bytes") as exc:
+        events_of(path)
+    err = exc.value
+    if compression == "none":
+        with TraceDat(path) as td:
+            start = td.buffers[0].cpus[0].offset
+        assert (err.section, err.offset) == ("cpu0 data page 300", start + 300 * 4096)
+    else:
+        _, ends = chunk_ends(path, 0)  # page 300 is page 44 of the fifth 64-page chunk
+        assert err.section == f"cpu0 data page 300, byte {44 * 4096} of the decompressed chunk"
+        assert err.offset == ends[3]

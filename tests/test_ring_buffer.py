@@ -324,6 +324,18 @@ def test_damaged_pages_name_the_page_and_offset(mangle, what: str) -> None:
     assert f"byte offset {err.offset}" in str(err)
 
 
+def test_a_damaged_page_in_a_file_is_named_by_its_number_in_the_file(tmp_path: Path) -> None:
+    """Files are read 256 pages at a time: page 300 is still page 300 at 300 * page size."""
+    w = PageWriter()
+    good = b"".join(w.page(1 + i, [w.data(1, kinds_record())]) for i in range(300))
+    bad = w.page(400, [w.data(1, kinds_record())])
+    path = tmp_path / "cpu3.raw"
+    path.write_bytes(good + bad[:8] + struct.pack("<Q", 5000) + bad[16:])
+    with pytest.raises(BinaryTraceError, match="commit says 5000 bytes") as exc:
+        list(iter_cpu_pages(path, 3, kinds_formats(), w.layout()))
+    assert (exc.value.section, exc.value.offset) == ("cpu3 page 300", 300 * 4096)
+
+
 def test_records_are_streamed_up_to_the_damage() -> None:
     w = PageWriter()
     good = w.page(1, [w.data(1, kinds_record())] * 3)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.formats import FormatSet
-from pyrv.sources.ring_buffer import PageDecoder, RingBufferLayout, parse_cmdlines
+from pyrv.sources.ring_buffer import PageDecoder, RingBufferLayout, Span, parse_cmdlines
 from pyrv.sources.tracefs import TraceInstance
 
 _COMM_FIELDS = (("prev_pid", "prev_comm"), ("next_pid", "next_comm"), ("pid", "comm"))
@@ -62,6 +62,7 @@ class LiveTrace:
         self.dropped_incomplete = 0
         self.source = f"live:{instance.name}"
         self.pages_read = 0
+        self._pages_of: dict[int, int] = {}  # pages read, per CPU
         self.lost_reported = 0
         tracefs = instance.tracefs.path
         assert tracefs is not None
@@ -161,7 +162,11 @@ class LiveTrace:
             if not page:
                 return False
             self.pages_read += 1
-            for item in self.decoder.page(page, 0, cpu, section=f"cpu{cpu} page"):
+            n = self._pages_of.get(cpu, 0)
+            self._pages_of[cpu] = n + 1
+            span = Span(n * size, n)  # byte offsets count from the start of the CPU's stream
+            where = f"cpu{cpu} trace_pipe_raw"
+            for item in self.decoder.page(page, 0, cpu, span=span, section=where):
                 if isinstance(item, LostEvents):
                     self.lost_reported += 1
                 else:

@@ -100,6 +100,39 @@ class BinaryTraceError(TraceError):
         return (BinaryTraceError, (self.source, self.section, self.offset, self.detail))
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a buffer of pages came from, so that an error points into the file.
+
+    ``offset`` is the position of the buffer's first byte: in the file for plain data, in the
+    decompressed content of the chunk at file offset ``chunk`` for compressed data (negative
+    when the buffer starts with the tail of the chunk before). ``first_page`` is the number of
+    the buffer's first page within its CPU's stream (pages are counted from the stream's start,
+    not from the buffer's).
+    """
+
+    offset: int = 0
+    first_page: int = 0
+    chunk: int | None = None
+
+    def error(
+        self,
+        source: str,
+        where: str,
+        page_size: int,
+        base: int,
+        pos: int,
+        why: str,
+        kind: type[BinaryTraceError] = BinaryTraceError,
+    ) -> BinaryTraceError:
+        """The error for byte ``pos`` of the buffer, in the page that starts at ``base``."""
+        page = f"{where} page {self.first_page + base // page_size}"
+        if self.chunk is None:
+            return kind(source, page, self.offset + pos, why)
+        inside = f"{page}, byte {self.offset + pos} of the decompressed chunk"
+        return kind(source, inside, self.chunk, why)
+
+
 class _Bad(Exception):
     """A record that does not fit (raised by generated decoders, turned into the error)."""
 
@@ -639,15 +672,15 @@ class PageDecoder:
         data: bytes,
         cpu: int,
         *,
-        base_offset: int = 0,
+        span: Span = Span(),
         section: str | None = None,
     ) -> Iterator[TraceItem]:
         """Items of the whole pages in ``data`` (its length need not be a page multiple: a short
-        last page is read as far as its commit says). ``base_offset`` is ``data``'s position in
-        the file, for error messages."""
+        last page is read as far as its commit says). ``span`` says where ``data`` lies in the
+        file, for error messages."""
         psize = self.layout.page_size
         for start in range(0, len(data), psize):
-            yield from self.page(data, start, cpu, base_offset=base_offset, section=section)
+            yield from self.page(data, start, cpu, span=span, section=section)
 
     def page(
         self,
@@ -655,7 +688,7 @@ class PageDecoder:
         base: int,
         cpu: int,
         *,
-        base_offset: int = 0,
+        span: Span = Span(),
         section: str | None = None,
     ) -> Iterator[TraceItem]:
         """Items of the page at ``buf[base:]``.
@@ -666,13 +699,13 @@ class PageDecoder:
         CPU then ends at its last trustworthy time). :meth:`flush` yields the last page held.
         """
         if not self.check_time_order:
-            yield from self._page(buf, base, cpu, base_offset, section, -1)
+            yield from self._page(buf, base, cpu, span, section, -1)
             return
         stream = (section or f"cpu{cpu}", cpu)
         floor, held = self._held.pop(stream, (-1, []))
         items: list[TraceItem] = []
         try:
-            items.extend(self._page(buf, base, cpu, base_offset, section, floor))
+            items.extend(self._page(buf, base, cpu, span, section, floor))
         except _BackwardsError:
             raise
         except BinaryTraceError:
@@ -691,7 +724,7 @@ class PageDecoder:
         buf: bytes,
         base: int,
         cpu: int,
-        base_offset: int,
+        span: Span,
         section: str | None,
         floor: int,
     ) -> Iterator[TraceItem]:
@@ -704,10 +737,11 @@ class PageDecoder:
         avail = len(buf) - base
         head = hp.data_offset
         if avail < head:
-            raise BinaryTraceError(
-                source,
-                f"{where} page {base // lay.page_size}",
-                base_offset + base,
+            raise self._bad(
+                where,
+                base,
+                base,
+                span,
                 f"truncated page: {avail} bytes, the page header alone is {head}",
             )
         long_code = "Q" if hp.commit_size == 8 else "I"
@@ -717,10 +751,11 @@ class PageDecoder:
         start = base + head
         end = start + size
         if size > hp.data_size or end > len(buf):
-            raise BinaryTraceError(
-                source,
-                f"{where} page {base // lay.page_size}",
-                base_offset + base,
+            raise self._bad(
+                where,
+                base,
+                base,
+                span,
                 f"page commit says {size} bytes of data, but the page"
                 f" {'holds' if size > hp.data_size else 'has'} only"
                 f" {min(hp.data_size, len(buf) - start)}"
@@ -758,7 +793,7 @@ class PageDecoder:
         pos = start
         while pos < end:
             if pos + 4 > end:
-                raise self._bad(where, base, pos, base_offset, "event header past the data end")
+                raise self._bad(where, base, pos, span, "event header past the data end")
             word = u32(buf, pos)[0]
             if big:
                 tl, delta = word >> td_bits, word & td_mask
@@ -769,12 +804,12 @@ class PageDecoder:
                 nxt = rec + 4 * tl
             elif tl == 0:
                 if pos + 8 > end:
-                    raise self._bad(where, base, pos, base_offset, "event length past the data")
+                    raise self._bad(where, base, pos, span, "event length past the data")
                 length = u32(buf, pos + 4)[0] - 4
                 rec = pos + 8
                 nxt = rec + ((length + 3) & ~3)
                 if length < 0:
-                    raise self._bad(where, base, pos, base_offset, "negative event length")
+                    raise self._bad(where, base, pos, span, "negative event length")
             elif tl == padding:
                 if delta == 0:
                     break  # the rest of the page is unused
@@ -792,14 +827,12 @@ class PageDecoder:
                 pos += 8
                 continue
             else:
-                raise self._bad(where, base, pos, base_offset, f"unknown event type_len {tl}")
+                raise self._bad(where, base, pos, span, f"unknown event type_len {tl}")
             if nxt > end:
-                raise self._bad(
-                    where, base, pos, base_offset, "event runs past the page's committed data"
-                )
+                raise self._bad(where, base, pos, span, "event runs past the page's committed data")
             ts += delta
             if ts < floor:
-                raise self._backwards(where, base, pos, base_offset, cpu, ts, floor)
+                raise self._backwards(where, base, pos, span, cpu, ts, floor)
             type_id = type_of(buf, rec + type_at)[0]
             dec = decoders[type_id] if type_id in decoders else get_decoder(type_id)
             if dec is None:
@@ -811,9 +844,7 @@ class PageDecoder:
             try:
                 pid, cflags, preempt, values = dec.decode(buf, rec, nxt)
             except _Bad as exc:
-                raise self._bad(
-                    where, base, pos, base_offset, f"{dec.name} record: {exc}"
-                ) from None
+                raise self._bad(where, base, pos, span, f"{dec.name} record: {exc}") from None
             if cflags is not None:
                 key = (cflags, preempt or 0)
                 text = flag_cache.get(key)
@@ -835,21 +866,22 @@ class PageDecoder:
             pos = nxt
 
     def _backwards(
-        self, where: str, base: int, pos: int, base_offset: int, cpu: int, ts: int, floor: int
+        self, where: str, base: int, pos: int, span: Span, cpu: int, ts: int, floor: int
     ) -> BinaryTraceError:
-        page = base // self.layout.page_size
-        return _BackwardsError(
+        return span.error(
             self.source,
-            f"{where} page {page}",
-            base_offset + pos,
+            where,
+            self.layout.page_size,
+            base,
+            pos,
             f"time goes backwards on CPU {cpu}: a record at ts {ts} follows one at ts {floor}"
             " (a corrupt timestamp in this page or the page before it, or pages out of order):"
             " neither page is read",
+            _BackwardsError,
         )
 
-    def _bad(self, where: str, base: int, pos: int, base_offset: int, why: str) -> Exception:
-        page = base // self.layout.page_size
-        return BinaryTraceError(self.source, f"{where} page {page}", base_offset + pos, why)
+    def _bad(self, where: str, base: int, pos: int, span: Span, why: str) -> BinaryTraceError:
+        return span.error(self.source, where, self.layout.page_size, base, pos, why)
 
 
 def iter_cpu_pages(
@@ -895,7 +927,7 @@ def iter_cpu_pages(
                 raise BinaryTraceError(source, f"cpu{cpu}", offset, f"cannot read: {exc}") from None
             if not chunk:
                 return
-            yield from dec.pages(chunk, cpu, base_offset=offset)
+            yield from dec.pages(chunk, cpu, span=Span(offset, offset // psize))
             offset += len(chunk)
     finally:
         if owned:

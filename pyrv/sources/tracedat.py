@@ -76,6 +76,7 @@ from pyrv.sources.ring_buffer import (
     BinaryTraceError,
     PageDecoder,
     RingBufferLayout,
+    Span,
     end_at_damage,
     flushed,
     parse_cmdlines,
@@ -897,7 +898,8 @@ class TraceDat:
                 # read, not sliced from the mapping: mapped pages a pass has touched stay in
                 # the process's RSS, which would then grow with the file
                 data = os.pread(self._fh.fileno(), stop - start, start)
-                yield from decoder.pages(data, cd.cpu, base_offset=start, section=where)
+                span = Span(start, (start - cd.offset) // psize)
+                yield from decoder.pages(data, cd.cpu, span=span, section=where)
             if cd.offset + cd.size > self.file_size:
                 raise BinaryTraceError(
                     self.source,
@@ -916,7 +918,10 @@ class TraceDat:
         # compressed: u32 chunk count, then {u32 csize, u32 usize, data} chunks of pages
         c = self._chunk(cd.offset, where)
         count = c.u32()
+        psize = self.layout.page_size
         rest = b""
+        done = 0  # pages decoded so far
+        tail = Span()  # where ``rest`` starts
         for i in range(count):
             at = c.pos
             if at >= end and not cd.truncated:
@@ -924,12 +929,15 @@ class TraceDat:
             data = self._inflate(
                 c, at, "compressed chunk does not decompress", "chunk decompressed", release=True
             )
+            span = Span(-len(rest), done, at)
             data = rest + data if rest else data
-            whole = len(data) - len(data) % self.layout.page_size
-            yield from decoder.pages(data[:whole], cd.cpu, base_offset=at, section=where)
+            whole = len(data) - len(data) % psize
+            yield from decoder.pages(data[:whole], cd.cpu, span=span, section=where)
+            done += whole // psize
             rest = data[whole:]
+            tail = Span(span.offset + whole, done, at)
         if rest:
-            yield from decoder.pages(rest, cd.cpu, base_offset=c.pos, section=where)
+            yield from decoder.pages(rest, cd.cpu, span=tail, section=where)
         if c.pos not in (end, end + 4):
             raise self._chunk_damage(cd, where, c.pos, count, "they end here")
 

@@ -32,7 +32,7 @@ import struct
 from dataclasses import dataclass, field
 
 from pyrv.sources.events import TraceEvent
-from pyrv.sources.ring_buffer import BinaryTraceError, PageDecoder
+from pyrv.sources.ring_buffer import BinaryTraceError, PageDecoder, Span
 from pyrv.sources.tracedat import BufferInfo, CpuData, TraceDat
 
 #: the flyrecord section's id (the BUFFER option's)
@@ -216,7 +216,7 @@ class Scanner:
         return n + (self._count(rest, cpu, run.end) if rest and run.complete else 0)
 
     def _count(self, data: bytes, cpu: int, at: int) -> int:
-        items = self.decoder.pages(data, cpu, base_offset=at, section="scan")
+        items = self.decoder.pages(data, cpu, span=Span(chunk=at), section="scan")
         return sum(isinstance(i, TraceEvent) for i in items)
 
     def _compressed(
