@@ -179,6 +179,7 @@ def test_time_going_backwards_in_a_raw_directory(tmp_path: Path) -> None:
     with pytest.raises(BinaryTraceError) as exc:
         list(RawTraceDir(raw))
     assert exc.value.section == "cpu1 page 5" and 5 * 4096 <= exc.value.offset < 6 * 4096
+    assert exc.value.source == str(raw / "cpu1.raw")  # the damaged file, not its directory
     reader = RawTraceDir(raw, partial=True)
     items = list(reader)
     want = cpu_events(list(RawTraceDir(src)), 1)

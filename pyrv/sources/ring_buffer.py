@@ -1109,9 +1109,13 @@ def end_at_damage(
 
 
 def _with_source(items: Iterator[TraceItem], source: str) -> Iterator[TraceItem]:
-    for item in items:
-        item.source = source
-        yield item
+    """Items and damage of one CPU's file, named by that file rather than its directory."""
+    try:
+        for item in items:
+            item.source = source
+            yield item
+    except BinaryTraceError as exc:
+        raise type(exc)(source, exc.section, exc.offset, exc.detail) from None
 
 
 def find_cpu_files(root: Path, prefix: str = "") -> list[_CpuFile]:
