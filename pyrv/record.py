@@ -54,6 +54,7 @@ from pyrv.sources.tracedat_writer import (
     TraceMetadata,
     cmdlines_text,
     cpustat_option,
+    output_path,
     uname_option,
     write_tracedat,
 )
@@ -173,7 +174,7 @@ def record(
     on_start: Callable[[TraceInstance], None] | None = None,
 ) -> RecordResult:
     """Record until ``should_stop()``, the duration, or a stop signal; write the trace.dat."""
-    output = Path(opts.output)
+    output = output_path(opts.output)  # refused before recording, not after
     if opts.version not in (6, 7):
         raise RecordError(f"trace.dat version {opts.version} cannot be written (6 or 7)")
     if opts.version == 6 and opts.compression != "none":

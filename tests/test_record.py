@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,33 @@ def test_writer_refusals(tmp_path: Path) -> None:
     with pytest.raises(TraceDatWriteError, match="unknown compression 'lz4'"):
         write_tracedat(tmp_path / "x", {}, meta(), version=7, compression="lz4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_regular_files_are_replaced(tmp_path: Path, capsys) -> None:
+    """The file is renamed into place: a device, a FIFO or a directory there is refused (as
+    root, ``-o /dev/null`` would otherwise delete the device); a symlink is written through."""
+    fifo, null = tmp_path / "fifo", tmp_path / "null"
+    os.mkfifo(fifo)
+    try:  # a /dev/null of its own: a regression must not take the machine's
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    (tmp_path / "dir").mkdir()
+    for name, kind in ((fifo, "a FIFO"), (null, "a character device")):
+        with pytest.raises(TraceDatWriteError, match=f"is {kind}, not a regular file"):
+            write_tracedat(name, {"": {0: b""}}, meta())
+        assert main(["record", "-o", str(name), "-m", "wwnr", "--duration", "0.1"]) == 2
+        assert f"{name}: is {kind}" in capsys.readouterr().err
+    with pytest.raises(TraceDatWriteError, match="is a directory"):
+        write_tracedat(tmp_path / "dir", {"": {0: b""}}, meta())
+    assert fifo.is_fifo() and null.is_char_device()
+    target = tmp_path / "target.dat"
+    target.write_bytes(b"old")
+    (tmp_path / "link.dat").symlink_to(target)
+    write_tracedat(tmp_path / "link.dat", {"": {0: b""}}, meta())
+    assert (tmp_path / "link.dat").is_symlink() and list(TraceDat(target)) == []
+    names = ["dir", "fifo", "link.dat", "null", "target.dat"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 def test_metadata_helpers(tmp_path: Path) -> None:

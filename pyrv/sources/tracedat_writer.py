@@ -9,7 +9,9 @@ exactly as the kernel handed them out (the missed-events flags and stored counts
 CPU data is given per buffer (``""`` is the top instance) and CPU, as bytes or as the path of
 a file holding the pages: files are copied in blocks, so a recording of any size is written
 without holding it in memory. The file is written beside its final name and renamed into
-place when complete: an interrupted write leaves no half file.
+place when complete: an interrupted write leaves no half file. A symlink is written through
+(its target is replaced), and a name that is not a regular file (a device such as
+``/dev/null``, a FIFO, a directory) is refused: renaming over it would replace it.
 
 Options written: TRACECLOCK (the clock list, selected one in brackets), CPUCOUNT (v7), the
 section offsets and BUFFER options v7 needs, and any ``options`` the caller adds (UNAME,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -286,7 +289,7 @@ def write_tracedat(
     compress, comp_version = _compressor(compression) if compression != "none" else (None, b"")
     if cpus is None:
         cpus = max((c + 1 for b in buffers.values() for c in b), default=0)
-    final = Path(path)
+    final = output_path(path)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -306,6 +309,36 @@ def write_tracedat(
             tmp.unlink()
         raise
     return size
+
+
+_KINDS = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def output_path(path: str | os.PathLike[str]) -> Path:
+    """Where a trace.dat named ``path`` is written: through a symlink to its target, as
+    ``trace-cmd record -o`` does. Anything there but a regular file is refused, since the file
+    is renamed into place and would replace it (``-o /dev/null`` must not delete a device)."""
+    final = Path(os.path.realpath(path))
+    try:
+        mode = final.stat().st_mode
+    except FileNotFoundError:
+        return final
+    except OSError as exc:
+        raise TraceDatWriteError(f"{path}: cannot write there: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise TraceDatWriteError(f"{path}: is a directory: name the trace.dat file to write")
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise TraceDatWriteError(
+            f"{path}: is {kind}, not a regular file: a trace.dat is written beside its name"
+            " and renamed into place, which would replace it; name a file"
+        )
+    return final
 
 
 def _option(out: _Out, oid: int, data: bytes) -> bytes:
