@@ -334,3 +334,23 @@ def test_a_damaged_page_is_named_by_its_number_in_the_cpus_stream(
         _, ends = chunk_ends(path, 0)  # page 300 is page 44 of the fifth 64-page chunk
         assert err.section == f"cpu0 data page 300, byte {44 * 4096} of the decompressed chunk"
         assert err.offset == ends[3]
+
+
+def test_one_damaged_page_header_does_not_flip_the_byte_order(tmp_path: Path) -> None:
+    """The byte order of a raw directory is not written anywhere: it is guessed from the page
+    headers. A first page whose commit word only makes sense big-endian must not make every
+    page of every CPU read big-endian; it is the one damaged page."""
+    import shutil
+
+    from pyrv.sources.ring_buffer import RawTraceDir
+
+    raw = tmp_path / "raw"
+    shutil.copytree(need_shared(RECORDED / "raw"), raw)
+    corrupt(raw / "cpu0.raw", raw / "cpu0.raw", 8, b"\xff\xff\xff\xff\0\0\0\0")
+    reader = RawTraceDir(raw)
+    assert reader.layout.byteorder == "<"
+    with pytest.raises(BinaryTraceError, match="commit says 134217727 bytes") as exc:
+        list(reader)
+    assert (exc.value.source, exc.value.section) == (str(raw / "cpu0.raw"), "cpu0 page 0")
+    items = list(RawTraceDir(raw, partial=True))
+    assert len(cpu_events(items, 1)) == 912  # CPU 1's events, as the kernel's trace.txt has

@@ -68,6 +68,7 @@ from pyrv.sources.ring_buffer import (
     flushed,
     guess_byteorder,
     iter_cpu_pages,
+    sample_headers,
 )
 from pyrv.sources.tracedat import MAGIC, TraceDat, is_tracedat_prefix
 from pyrv.sources.tracepoints import Catalogue
@@ -102,8 +103,7 @@ class RawPagesFile:
             cpu = int(m.group(1)) if m else 0
         self.cpu = cpu
         lay = layout or RingBufferLayout()
-        with open(self.path, "rb") as fh:
-            order = guess_byteorder(fh.read(lay.page.data_offset), lay)
+        order = guess_byteorder(sample_headers([self.path], lay), lay)
         self.layout = RingBufferLayout(lay.page, lay.event, order)
         self.counter_clock = False
         self.has_context = True

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -209,22 +210,51 @@ def _read_text(path: Path) -> str:
         raise TraceError(str(path), None, f"cannot read: {exc}") from None
 
 
-def guess_byteorder(page: bytes, layout: RingBufferLayout) -> str:
-    """The byte order under which the first page's header makes sense (little when both do)."""
+def guess_byteorder(pages: bytes | Iterable[bytes], layout: RingBufferLayout) -> str:
+    """The byte order under which most of the page headers ``pages`` make sense (little on a
+    tie). Several pages vote, so that one damaged header does not make every page of every
+    CPU read in the wrong order (a header makes sense when its commit word's size fits the
+    page and its unused flag bits are clear)."""
+    if isinstance(pages, (bytes, bytearray, memoryview)):
+        pages = [bytes(pages)]
     hp = layout.page
-    for order in ("<", ">"):
-        code = "Q" if hp.commit_size == 8 else "I"
+    code = "Q" if hp.commit_size == 8 else "I"
+    votes = {"<": 0, ">": 0}
+    for page in pages:
         if len(page) < hp.commit_offset + hp.commit_size:
-            return "<"
-        commit = struct.unpack_from(order + code, page, hp.commit_offset)[0]
-        high = commit >> 32  # 0, or all ones when the flags were sign-extended
-        if (
-            (commit & COMMIT_MASK) <= hp.data_size
-            and not commit & (7 << 27)
-            and high in (0, 0xFFFFFFFF)
-        ):
-            return order
-    return "<"
+            continue
+        for order in votes:
+            commit = struct.unpack_from(order + code, page, hp.commit_offset)[0]
+            high = commit >> 32  # 0, or all ones when the flags were sign-extended
+            if (
+                (commit & COMMIT_MASK) <= hp.data_size
+                and not commit & (7 << 27)
+                and high in (0, 0xFFFFFFFF)
+            ):
+                votes[order] += 1
+    return ">" if votes[">"] > votes["<"] else "<"
+
+
+def sample_headers(
+    paths: Iterable[Path | str], layout: RingBufferLayout, per_file: int = 16
+) -> list[bytes]:
+    """Page headers spread over each page file, for :func:`guess_byteorder`. Only regular
+    files are sampled at offsets; anything else (a live ``trace_pipe_raw`` would hand its
+    pages out) gives nothing."""
+    psize, head = layout.page_size, layout.page.data_offset
+    out: list[bytes] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                count = -(-st.st_size // psize)
+                step = max(1, count // per_file)
+                out += [os.pread(fh.fileno(), head, i * psize) for i in range(0, count, step)]
+        except OSError:
+            continue  # reading it later says why
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -998,8 +1028,9 @@ class RawTraceDir:
         self.formats = formats if formats is not None else load_formats(self.path)
         layout = RingBufferLayout.load(self.path)
         if byteorder is None:
-            with open(self.files[0].path, "rb") as fh:
-                byteorder = guess_byteorder(fh.read(layout.page.data_offset), layout)
+            byteorder = guess_byteorder(
+                sample_headers([f.path for f in self.files], layout), layout
+            )
         self.layout = RingBufferLayout(layout.page, layout.event, byteorder)
         self.cpus = sorted({f.cpu for f in self.files})
         #: CPUs below the highest one whose page file is absent or empty: what is not seen
