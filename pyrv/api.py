@@ -318,8 +318,22 @@ class Verifier:
             raise CheckError(
                 "; ".join(_missing_message(n, label, tps) for n, tps in unseen.items())
             )
+        for m in self.monitors:
+            if m.name not in unseen or not self._spoke(m):
+                continue
+            never = ", ".join(unseen.pop(m.name))  # its records are out: it stays counted
+            if opts.on_note is not None:
+                opts.on_note(
+                    f"{m.name}: its hooked events {never} never occur in {label}"
+                    " (not recorded?): its verdicts rest on its other events"
+                )
         result.monitors = [self.summary(m) for m in self.monitors if m.name not in unseen]
         return result
+
+    def _spoke(self, m: DAMonitor) -> bool:
+        """Whether a monitor has emitted records (an error, or an event with ``emit_events``):
+        one left out of the summary then would have verdicts printed but not counted."""
+        return bool(m.counts["errors"] or (self.opts.emit_events and m.counts["events"]))
 
     def summary(self, m: DAMonitor) -> MonitorSummary:
         return MonitorSummary(
@@ -334,19 +348,18 @@ class Verifier:
 
 def _presence(files: list[str | Path], readers: list, opts: CheckOptions) -> Callable[[str], bool]:
     """Which hooked events an input has, asked before any verdict: a byte scan of text files,
-    the event formats of binary ones (a trace.dat or raw pages carry those of what was traced)."""
+    the event formats of binary ones (a trace.dat or raw pages carry those of what was traced;
+    pages given alone, those of ``--formats``). A bare tracepoint has no format, so a monitor
+    hooking one is never run on binary input, where its other hooks would judge alone."""
     text_files = [f for f, r in zip(files, readers, strict=True) if isinstance(r, TextTraceReader)]
     binary = [r for r in readers if not isinstance(r, TextTraceReader)]
     cache: dict[str, bool] = {}
 
     def present(name: str) -> bool:
         if name not in cache:
-            if opts.formats_dir is not None:
-                cache[name] = True
-            else:
-                cache[name] = any(r.formats.by_name(name) is not None for r in binary) or any(
-                    events_present(f, [name]) for f in text_files
-                )
+            cache[name] = any(r.formats.by_name(name) is not None for r in binary) or any(
+                events_present(f, [name]) for f in text_files
+            )
         return cache[name]
 
     return present

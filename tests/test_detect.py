@@ -345,3 +345,43 @@ def test_a_compressed_trace_dat_on_a_pipe_is_refused_as_a_trace_dat(tmp_path: Pa
     fifo = _fifo_fed(tmp_path, gzip.compress(plain.read_bytes()[:65536]))  # fits the pipe
     with pytest.raises(TraceError, match="a trace.dat file on a stream"):
         open_trace(fifo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which monitors run: decided from what the input holds, and every printed verdict is counted.
+
+
+def test_lone_pages_with_formats_run_only_monitors_whose_events_have_formats() -> None:
+    """``--formats DIR`` gives the pages' event formats, not every event: sssw hooks the bare
+    sched_set_state_tp, which no format file describes, so it must not judge the switches
+    alone (it did, and its records were printed while the summary left it out)."""
+    from pyrv.api import CheckOptions, check
+
+    raw = need_shared(RECORDED / "raw")
+    records = []
+    opts = CheckOptions(formats_dir=str(raw / "events"), on_record=records.append)
+    res = check(raw / "cpu0.raw", opts)
+    assert [m.name for m in res.monitors] == ["wwnr", "stall"]
+    assert {r.monitor for r in records} <= {"wwnr", "stall"}
+
+
+def test_a_monitor_whose_records_were_printed_stays_in_the_summary(tmp_path: Path) -> None:
+    """The text scan finds ``sched_wakeup:`` in a marker, so stall runs; no wakeup event ever
+    comes, so its tasks are switched in from dequeued (an error per the model). Once printed,
+    those errors are counted, and a note says which hooked events never occurred."""
+    from pyrv.api import CheckOptions, check
+
+    head = "           <...>-{p}     [000] d..2.   10.00000{n}: "
+    switch = "sched_switch: prev_comm=t prev_pid={a} prev_prio=120 prev_state=S ==> next_comm=t"
+    switch += " next_pid={b} next_prio=120"
+    lines = ["# tracer: nop", "#"]
+    for n, (a, b) in enumerate([(100, 200), (200, 100), (100, 200), (200, 100)], 1):
+        lines.append(head.format(p=a, n=n) + switch.format(a=a, b=b))
+    lines.insert(3, head.format(p=200, n=1) + "tracing_mark_write: sched_wakeup: not an event")
+    path = tmp_path / "t.txt"
+    path.write_text("\n".join(lines) + "\n")
+    records, notes = [], []
+    res = check(path, CheckOptions(on_record=records.append, on_note=notes.append))
+    assert [(m.name, m.violations) for m in res.monitors] == [("stall", 3)]
+    assert [r.monitor for r in records] == ["stall"] * 3
+    assert any("stall: its hooked events sched:sched_wakeup never occur" in n for n in notes)
