@@ -110,11 +110,13 @@ def test_lone_raw_pages_file_needs_formats() -> None:
         open_trace(lone)
     reader, items = open_trace(lone, formats_dir=RAW)
     assert isinstance(reader, RawPagesFile) and reader.cpu == 0
-    first = next(items)
+    unseen, first = next(items), next(items)  # one CPU's pages: the others are not seen
+    assert isinstance(unseen, LostEvents) and unseen.cpu is None and unseen.ts == 0
+    assert "only CPU 0's pages are given (lost_cpu0.raw)" in unseen.reason
     assert isinstance(first, LostEvents) and first.count == 903
     _surface_ok(reader)
     reader, items = open_trace(RAW / "cpu1.raw", formats=FormatSet.load(RAW), cpu=5)
-    assert {e.cpu for e in items} == {5}
+    assert {e.cpu for e in items if isinstance(e, TraceEvent)} == {5}
 
 
 def test_text_options_pass_through(tmp_path: Path) -> None:

@@ -188,7 +188,9 @@ class _Printer:
 
     def gap(self, gap: LostEvents) -> None:
         where = f"{gap.source}:{gap.line}" if gap.line else gap.source
-        if not gap.line and gap.ts is not None:
+        if not gap.line and gap.ts == 0:
+            where += ", from the start"
+        elif not gap.line and gap.ts is not None:
             # Binary input has no line to point at: the time says where the stream breaks.
             edge = "after" if gap.until_end else "before"
             where += f", {edge} {gap.ts // 1_000_000_000}.{gap.ts % 1_000_000_000:09d}"

@@ -1382,10 +1382,7 @@ def streams_of(reader: Any) -> tuple[list[StreamSpec], Any]:
             specs.append(StreamSpec(i, cf.cpu, str(cf.path), _plain_tasks(f, 0, f.size, step)))
         return specs, pd
     if isinstance(reader, RawPagesFile):
-        pd = PageDecoder(reader.formats, reader.layout, source=reader.source)
-        f = _File(reader.path)
-        step = reader.layout.page_size * CHUNK_PAGES
-        return [StreamSpec(0, reader.cpu, reader.source, _plain_tasks(f, 0, f.size, step))], pd
+        raise Unsupported("one CPU's pages alone (the reference reports the unseen CPUs)")
     kind = "text input" if type(reader).__name__ == "TextTraceReader" else type(reader).__name__
     raise Unsupported(f"{kind} (the fast path reads binary traces)")
 

@@ -43,6 +43,7 @@ sections, a page file's pages) and are refused with the reason.
 from __future__ import annotations
 
 import io
+import itertools
 import lzma
 import os
 import re
@@ -54,7 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pyrv.sources.errors import TraceError
-from pyrv.sources.events import TraceItem
+from pyrv.sources.events import LostEvents, TraceItem
 from pyrv.sources.formats import FormatSet
 from pyrv.sources.ftrace_text import _DECOMPRESSORS, _MAGIC, TextTraceReader, _sniff
 from pyrv.sources.merge import place_text_losses
@@ -113,8 +114,9 @@ class RawPagesFile:
     def __iter__(self) -> Iterator[TraceItem]:
         dec = PageDecoder(self.formats, self.layout, source=self.source)
         dec.check_time_order = True
-        items = flushed(
-            iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec), dec, self.cpu
+        items = itertools.chain(
+            [self.others_unseen()],
+            flushed(iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec), dec, self.cpu),
         )
         if not self.partial:
             return items
@@ -124,6 +126,21 @@ class RawPagesFile:
             return f"{exc.reason}; CPU {self.cpu}"
 
         return end_at_damage(items, self.cpu, self.source, damaged)
+
+    def others_unseen(self) -> LostEvents:
+        """A ring buffer is per CPU: pages given alone are one CPU's. Said first, as a gap,
+        since per-task verdicts then rest on part of each task's life (its wakeups and
+        switches on other CPUs are not seen) and may be false."""
+        return LostEvents(
+            None,
+            None,
+            f"only CPU {self.cpu}'s pages are given ({Path(self.path).name}): if the machine had"
+            " other CPUs, none of their events is seen, so per-task monitors may miss the"
+            " wakeups and switches of tasks that ran there too (give the directory of every"
+            " CPU's pages)",
+            0,
+            self.source,
+        )
 
 
 def sniff(path: str | os.PathLike[str]) -> str:
