@@ -354,3 +354,27 @@ def test_one_damaged_page_header_does_not_flip_the_byte_order(tmp_path: Path) ->
     assert (exc.value.source, exc.value.section) == (str(raw / "cpu0.raw"), "cpu0 page 0")
     items = list(RawTraceDir(raw, partial=True))
     assert len(cpu_events(items, 1)) == 912  # CPU 1's events, as the kernel's trace.txt has
+
+
+def test_a_page_whose_commit_word_was_zeroed_is_a_loss_not_a_skip(tmp_path: Path) -> None:
+    """CPU 0's page 3 with its commit zeroed: its events are not read, and that is a reported
+    loss, so wwnr (0 violations in the kernel-recorded pages) does not find one where the
+    page's switches are missing. Both engines agree."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(need_shared(RECORDED / "raw"), raw)
+    corrupt(raw / "cpu0.raw", raw / "cpu0.raw", 3 * 4096 + 8, bytes(8))
+    res = both_engines_raw_dir(raw)
+    (gap,) = [g for g in res.gaps if "commits no data" in g.reason]
+    assert gap.cpu == 0 and "cpu0 page 3" in gap.reason
+    assert {m.name: m.violations for m in res.monitors}["wwnr"] == 0
+
+
+def both_engines_raw_dir(path: Path) -> object:
+    out = [
+        check(path, CheckOptions(monitors=["wwnr", "stall"], engine=e))
+        for e in ("reference", "auto")
+    ]
+    assert out[0] == out[1]
+    return out[0]

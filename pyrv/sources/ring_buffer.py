@@ -804,6 +804,17 @@ class PageDecoder:
             )
             yield LostEvents(cpu, count, reason, ts, source)
         if size == 0:
+            if buf[start : min(start + hp.data_size, len(buf))].strip(b"\0"):
+                # the kernel zeroes no page it hands out empty: its commit word may be damaged
+                where_ = self._bad(where, base, base, span, "").reason.rstrip(": ")
+                yield LostEvents(
+                    cpu,
+                    None,
+                    f"{where_}: the page commits no data, but its data area is not empty: its"
+                    " events, if it held any, are not read (a damaged commit word?)",
+                    ts,
+                    source,
+                )
             return
 
         # -- the hot loop ---------------------------------------------------------------------
