@@ -294,15 +294,19 @@ def test_missed_events_flags() -> None:
 
 def test_an_empty_page_with_data_in_it_is_a_loss() -> None:
     """commit 0 says the page holds nothing; bytes in its data area mean the commit word may
-    be damaged: its events would be skipped silently, so the page is a loss from its time."""
+    be damaged: its events would be skipped silently, so the page is a loss, and the stream is
+    whole again from the next page's time (unknown after the last page: the next event's)."""
     w = PageWriter()
     full = w.page(500, [w.data(1, kinds_record())])
     emptied = full[:8] + struct.pack("<Q", 0) + full[16:]
-    items = decode(w.page(100, [w.data(1, kinds_record())]) + emptied, w, cpu=2)
-    ev, lost = items
-    assert isinstance(ev, TraceEvent) and isinstance(lost, LostEvents)
-    assert (lost.cpu, lost.count, lost.ts) == (2, None, 500)
+    after = w.page(900, [w.data(1, kinds_record())])
+    items = decode(w.page(100, [w.data(1, kinds_record())]) + emptied + after, w, cpu=2)
+    ev, lost, ev2 = items
+    assert isinstance(ev, TraceEvent) and isinstance(lost, LostEvents) and ev2.ts == 901
+    assert (lost.cpu, lost.count, lost.ts) == (2, None, 900)
     assert "cpu2 page 1 at byte offset 4096: the page commits no data" in lost.reason
+    (last,) = decode(emptied, w, cpu=2)
+    assert isinstance(last, LostEvents) and last.ts is None
     assert decode(w.page(100, []), w) == []  # an empty page that is empty is nothing
 
 

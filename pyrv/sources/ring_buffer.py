@@ -812,7 +812,7 @@ class PageDecoder:
                     None,
                     f"{where_}: the page commits no data, but its data area is not empty: its"
                     " events, if it held any, are not read (a damaged commit word?)",
-                    ts,
+                    self._whole_again(buf, base + lay.page_size, ts),
                     source,
                 )
             return
@@ -905,6 +905,15 @@ class PageDecoder:
                 source,
             )
             pos = nxt
+
+    def _whole_again(self, buf: bytes, following: int, floor: int) -> int | None:
+        """When a stream is whole again after a page whose events are lost: the next page's
+        time, when it is in ``buf`` (None, the next event's, otherwise)."""
+        hp = self.layout.page
+        if following + hp.timestamp_offset + 8 > len(buf):
+            return None
+        ts = struct.unpack_from(self.layout.byteorder + "Q", buf, following + hp.timestamp_offset)
+        return max(ts[0], floor)
 
     def _backwards(
         self, where: str, base: int, pos: int, span: Span, cpu: int, ts: int, floor: int
