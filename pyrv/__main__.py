@@ -2,6 +2,6 @@
 
 import sys
 
-from pyrv.cli.main import main
+from pyrv.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -132,3 +132,21 @@ def test_ctrl_c_stops_the_command_with_a_summary(tmp_path: Path) -> None:
     assert len(summary) == 1
     events = int(summary[0].split(": ", 1)[1].split(" events")[0])
     assert 0 < events < 2 * steps
+
+
+def test_ctrl_c_while_the_command_imports_ends_with_130_not_a_traceback(monkeypatch) -> None:
+    """The entry point imports the command: a Ctrl-C then (before any handler is in place)
+    exits as a Ctrl-C later does."""
+    import importlib.abc
+
+    from pyrv.cli import run
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
+            if name == "pyrv.cli.main":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "pyrv.cli.main", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert run() == 130

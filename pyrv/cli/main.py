@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from pyrv.cli import EXIT_INTERRUPTED
 from pyrv.cli import mon as mon_command
 from pyrv.cli import mount as mount_command
 from pyrv.cli import record as record_command
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from pyrv.sources.events import LostEvents
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_PANIC = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 
 def bundled_trace() -> Path:
