@@ -198,7 +198,9 @@ def test_text_on_a_pipe_is_read_once_as_it_comes(tmp_path: Path, compress) -> No
 def test_a_trace_dat_on_a_pipe_is_refused_with_the_reason(tmp_path: Path) -> None:
     src = need_shared(RECORDED / "tracedat" / "sched_v6.dat")
     fifo = _fifo_fed(tmp_path, src.read_bytes()[:65536])
-    with pytest.raises(TraceError, match=r"a trace.dat file on a stream .*pass the file itself"):
+    with pytest.raises(
+        TraceError, match=r"a trace.dat file on a pipe \(FIFO\): .*pass the file itself"
+    ):
         open_trace(fifo)
 
 
@@ -345,8 +347,13 @@ def test_a_full_temporary_directory_is_not_a_damaged_trace(tmp_path: Path, monke
 def test_a_compressed_trace_dat_on_a_pipe_is_refused_as_a_trace_dat(tmp_path: Path) -> None:
     plain = need_shared(RECORDED / "tracedat" / "sched_v7_zstd.dat")
     fifo = _fifo_fed(tmp_path, gzip.compress(plain.read_bytes()[:65536]))  # fits the pipe
-    with pytest.raises(TraceError, match="a trace.dat file on a stream"):
+    with pytest.raises(TraceError, match=r"a trace.dat file on a pipe \(FIFO\)"):
         open_trace(fifo)
+
+
+def test_a_character_device_is_named_as_such() -> None:
+    with pytest.raises(TraceError, match="/dev/zero: binary data on a character device: "):
+        open_trace("/dev/zero")
 
 
 # ---------------------------------------------------------------------------------------------

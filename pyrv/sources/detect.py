@@ -241,8 +241,8 @@ def open_trace(
                 source or os.fspath(path),
                 None,
                 "binary data that is not a trace.dat file: if it holds raw ring-buffer pages"
-                " (trace_pipe_raw), give its event format files (formats_dir), or pass the"
-                " directory holding it with its events/ directory",
+                " (trace_pipe_raw), give its event format files with --formats DIR, or"
+                " pass the directory holding it with its events/ directory",
             )
         layout = RingBufferLayout.load(formats_dir) if formats_dir is not None else None
         reader = RawPagesFile(path, formats, cpu=cpu, layout=layout, source=source, partial=partial)
@@ -299,6 +299,20 @@ def _is_stream(name: str) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def _stream_kind(name: str) -> str:
+    """What a stream input is, for messages: standard input, a FIFO, a character device..."""
+    if name == "-":
+        return "standard input"
+    mode = os.stat(name).st_mode
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a stream (not a regular file)"
+
+
 def _stream_label(name: str) -> str:
     return "<stdin>" if name == "-" else name
 
@@ -332,9 +346,9 @@ def _open_stream(path: Any, source: str | None) -> IO[bytes] | None:
         raise TraceError(
             label,
             None,
-            f"{what} on a stream (a pipe or standard input): it is read at its offsets (sections,"
-            " pages), which a stream cannot give; pass the file itself, or write the stream to"
-            " a file first",
+            f"{what} on {_stream_kind(name)}: it is read at its offsets (sections, pages),"
+            " which a stream cannot give; pass the file itself, or write the stream to a file"
+            " first",
         )
     return buf  # type: ignore[return-value]
 
