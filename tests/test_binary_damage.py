@@ -353,6 +353,34 @@ def header_fields(data: bytes) -> dict[str, int]:
     return out
 
 
+def header_page_size(data: bytes) -> int:
+    """The page size header_page describes: its data field's offset + size. Read from the
+    file's headers block: inline in v6, the section the first options section points at in
+    v7 (here the first section, decompressed with the file's compression when flagged)."""
+    import re
+
+    fields = header_fields(data)
+    if "options offset" in fields:
+        at = fields["options offset"] + 8  # the first section: HEADER_INFO (id 16)
+        sid, flags, _desc, size = struct.unpack_from("<HHIQ", data, at)
+        assert sid == 16
+        block = data[at + 16 : at + 16 + size]
+        if flags & 1:
+            import zstandard
+
+            csize, usize = struct.unpack_from("<II", block)
+            block = zstandard.ZstdDecompressor().decompress(
+                block[8 : 8 + csize], max_output_size=usize
+            )
+    else:
+        block = data[data.index(b"header_page\0") :]
+    (size,) = struct.unpack_from("<Q", block, 12)
+    text = block[20 : 20 + size].decode()
+    m = re.search(r"field: char data;\s*offset:(\d+);\s*size:(\d+);", text)
+    assert m, text
+    return int(m.group(1)) + int(m.group(2))
+
+
 V7_FILES = ["sched_v7_zstd.dat", "sched_v7_nocomp.dat"]
 
 
@@ -436,3 +464,24 @@ def test_a_v6_size_past_the_end_is_truncation_only_when_plausible(
         assert "truncated" not in err.detail
     else:
         assert "far past the end of the file" in err.detail and "size is corrupt" in err.detail
+
+
+@pytest.mark.parametrize("name", ["sched_v6.dat", *V7_FILES])
+@pytest.mark.parametrize("page_size", [0, 1, 16, 4095, 8192, 1 << 31])
+def test_the_file_headers_page_size_must_be_header_pages(
+    name: str, page_size: int, tmp_path: Path
+) -> None:
+    """Both versions check it the same way, against header_page's layout, and name it."""
+    src = need_shared(TRACEDAT / name)
+    data = src.read_bytes()
+    at = header_fields(data)["page size"]
+    want = header_page_size(data)
+    assert struct.unpack_from("<I", data, at) == (want,)
+    path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<I", page_size))
+    err = raises_in_metadata(path)
+    assert (err.section, err.offset) == ("file header", at)
+    assert f"page size {page_size} " in err.detail and f"the {want} bytes header_page" in (
+        err.detail
+    )
+    if not page_size:
+        assert "is invalid" in err.detail

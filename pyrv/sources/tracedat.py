@@ -405,6 +405,7 @@ class TraceDat:
         self.byteorder = ">" if endian else "<"
         c.order = self.byteorder
         self.long_size = c.take(1)[0]
+        page_size_at = c.pos
         self.page_size = c.u32()
         if self.version >= 7:
             self.compression = c.cstr()
@@ -437,6 +438,16 @@ class TraceDat:
             raise BinaryTraceError(self.source, "event formats", None, "no event formats")
         hp, he = self._header_texts
         self.layout = RingBufferLayout.from_texts(hp, he, self.byteorder, source=self.source)
+        if self.page_size != self.layout.page_size:  # 0 too: the data is read in such pages
+            invalid = "is invalid and " if not self.page_size else ""
+            raise BinaryTraceError(
+                self.source,
+                "file header",
+                page_size_at,
+                f"page size {self.page_size} {invalid}differs from the {self.layout.page_size}"
+                " bytes header_page describes (its data field's offset + size): the file header"
+                " is corrupt",
+            )
         top = next((b for b in self.buffers if b.name == ""), None)
         clock = (top.clock if top is not None else None) or self.clock
         self.clock = clock
