@@ -485,3 +485,31 @@ def test_the_file_headers_page_size_must_be_header_pages(
     )
     if not page_size:
         assert "is invalid" in err.detail
+
+
+@pytest.mark.parametrize("name", V7_FILES)
+@pytest.mark.parametrize("factor", [1, 10])
+def test_a_flyrecord_section_size_past_the_end_of_the_file(
+    name: str, factor: int, tmp_path: Path
+) -> None:
+    """The buffer section the BUFFER option points at must lie within the file, as every
+    section the index points at; its CPU data (within the file) is still read with partial."""
+    src = need_shared(TRACEDAT / name)
+    data = src.read_bytes()
+    with TraceDat(src) as td:
+        sec = td.buffers[0].offset
+    assert struct.unpack_from("<H", data, sec) == (3,)  # the flyrecord section's id
+    size = factor * len(data)
+    path = corrupt(src, tmp_path / "bad.dat", sec + 8, struct.pack("<Q", size))
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert (exc.value.section, exc.value.offset) == ("flyrecord data", sec + 16)
+    assert f"holds {size} bytes" in exc.value.detail
+    if factor == 1:
+        assert "truncated (or the size corrupt)" in exc.value.detail
+    else:
+        assert "far past the end of the file" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    want = [key(e) for e in events_of(src) if isinstance(e, TraceEvent)]
+    assert [key(e) for e in td if isinstance(e, TraceEvent)] == want
+    assert td.stopped_at == sec + 16

@@ -42,8 +42,15 @@ ts=that CPU's last timestamp, or 0 when none was read, until_end=True)`` (the tr
 incomplete from there on, for every CPU: nothing after it is judged), and
 :attr:`TraceDat.stopped_at` and :attr:`TraceDat.stop_reason` say where and why reading
 stopped. Damage in what every
-event needs (the headers, the formats, the options before the data) raises even with
-``partial=True``: nothing could be read.
+event needs (the file header, the headers, the formats, the options before the data) raises
+even with ``partial=True``: nothing could be read. The file header's page size must be the one
+``header_page`` describes. An offset or size past the end of the file is called a cut only
+when that is plausible: far past it (beyond twice the file size, or 2^48 and more) it is a
+corrupt number (or the wrong byte order). In v7 every section the index points at must lie
+within the file, and what follows the last of them (trace-cmd's strings section) must be whole
+sections up to the end of the file, the compressed ones decompressing; a file cut there is an
+error, and with ``partial=True`` all its events are read and ``stopped_at``/``stop_reason`` say
+where the damage is.
 
 v7 writes each buffer's index (the BUFFER option: CPU -> offset, size) in an options section
 *after* its data, so a cut file has lost it; without ``partial`` that is an error naming the
@@ -340,6 +347,7 @@ class TraceDat:
         self._header_texts: tuple[str | None, str | None] = (None, None)
         self._decompress: Callable[[bytes, int], bytes] | None = None
         self._stat_buffer = ""
+        self._section_ends: list[int] = []  # v7: where each section read ends
         self._started = False
         try:
             self._fh = open(self.path, "rb")  # noqa: SIM115 - closed after iterating / close()
@@ -511,10 +519,30 @@ class TraceDat:
 
     # v7 ---------------------------------------------------------------------------------------
 
+    def _section_header(self, offset: int, name: str) -> tuple[_Chunk, int, int, int]:
+        """``(chunk at the content, id, flags, size)`` of the section at ``offset``, checked to
+        lie within the file (a cut file, or a corrupt size, is an error naming the section)."""
+        c = self._chunk(offset, name)
+        if offset + 16 > self.file_size:
+            raise c.error(
+                f"the file ends {max(0, self.file_size - offset)} bytes into this section's"
+                " 16-byte header: " + _beyond_file("offset", offset + 16, self.file_size),
+                offset,
+            )
+        sid, flags, _desc, size = c.u16(), c.u16(), c.u32(), c.u64()
+        end = c.pos + size
+        if end > self.file_size:
+            raise c.error(
+                f"the section (its header at byte offset {offset}) holds {size} bytes from"
+                f" here: {_beyond_file('size', end, self.file_size)}",
+                c.pos,
+            )
+        self._section_ends.append(end)
+        return c, sid, flags, size
+
     def _section(self, offset: int, expect: int | None, name: str) -> _Chunk:
         """The content of the section at ``offset`` (decompressed when flagged)."""
-        c = self._chunk(offset, name)
-        sid, flags, _desc, size = c.u16(), c.u16(), c.u32(), c.u64()
+        c, sid, flags, size = self._section_header(offset, name)
         if expect is not None and sid != expect:
             raise c.error(f"expected section id {expect}, found {sid}", offset)
         start = c.pos
@@ -522,13 +550,13 @@ class TraceDat:
             if self._decompress is None:
                 raise c.error("compressed section in a file whose compression is 'none'", offset)
             data = self._inflate(c, start, "cannot decompress", "decompressed")
+            if c.pos > start + size:
+                raise c.error(
+                    f"its compressed block runs to byte {c.pos}, past the section's end at"
+                    f" {start + size}: the section's size is corrupt",
+                    start,
+                )
             return _Chunk(data, 0, name, self.source, self.byteorder, base=start, exact=False)
-        if start + size > len(self._data):
-            raise c.error(
-                f"section of {size} bytes runs past the end of the file ({len(self._data)}"
-                " bytes): the file is truncated",
-                start,
-            )
         return _Chunk(
             bytes(self._data[start : start + size]),
             0,
@@ -537,6 +565,34 @@ class TraceDat:
             self.byteorder,
             base=start,
         )
+
+    def _check_sections(self) -> None:
+        """After the index is read: the buffer sections it points at lie within the file, and
+        what follows the last section it knows (trace-cmd's strings section, written last) is
+        whole sections up to the end of the file, the compressed ones decompressing. A file cut
+        there is an error naming the section (with ``partial``: where reading stopped, all
+        events being read). Cheap: section headers, and small sections decompressed."""
+        try:
+            for buf in self.buffers:
+                if not buf.recovered:
+                    kind = OPT_BUFFER_TEXT if buf.latency else OPT_BUFFER
+                    c, sid, _, _ = self._section_header(buf.offset, _SECTION_NAMES[kind])
+                    if sid != kind:
+                        raise c.error(f"expected section id {kind}, found {sid}", buf.offset)
+            pos = max(self._section_ends, default=self.file_size)
+            while pos < self.file_size:
+                sid = self._int(self._data[pos : pos + 2]) if pos + 2 <= self.file_size else -1
+                name = _SECTION_NAMES.get(sid, f"section id {sid}")
+                if sid == OPT_BUFFER:  # CPU data: only where it ends (it is read in chunks)
+                    self._section_header(pos, name)
+                else:
+                    self._section(pos, None, name)
+                pos = self._section_ends[-1]
+        except BinaryTraceError as exc:
+            if not self.partial:
+                raise
+            if self.stopped_at is None:
+                self.stopped_at, self.stop_reason = exc.offset, exc.reason
 
     def _read_v7(self, options_offset: int) -> None:
         sections: dict[int, int] = {}
@@ -591,6 +647,8 @@ class TraceDat:
             )
         if damage is not None:
             self._index_lost(damage, last_end)
+        else:
+            self._check_sections()
         if not self.cpus:
             self.cpus = max((len(b.cpus) for b in self.buffers), default=0)
 
