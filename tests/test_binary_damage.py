@@ -380,3 +380,182 @@ def both_engines_raw_dir(path: Path) -> object:
     ]
     assert out[0] == out[1]
     return out[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The file header (trace-formats.md 3.1, 3.3): magic, version\0, endianness, long size, u32 page
+# size; v7 then compression\0, its version\0 and the u64 offset of the first options section.
+
+
+def header_fields(data: bytes) -> dict[str, int]:
+    """Byte offsets of the file header's fields, from the file's own strings."""
+    out = {"endian": data.index(b"\0", 10) + 1}
+    out["page size"] = out["endian"] + 2
+    if data[10:11] == b"7":
+        at = out["page size"] + 4
+        for _ in range(2):  # compression name and version
+            at = data.index(b"\0", at) + 1
+        out["options offset"] = at
+    return out
+
+
+def header_page_size(data: bytes) -> int:
+    """The page size header_page describes: its data field's offset + size. Read from the
+    file's headers block: inline in v6, the section the first options section points at in
+    v7 (here the first section, decompressed with the file's compression when flagged)."""
+    import re
+
+    fields = header_fields(data)
+    if "options offset" in fields:
+        at = fields["options offset"] + 8  # the first section: HEADER_INFO (id 16)
+        sid, flags, _desc, size = struct.unpack_from("<HHIQ", data, at)
+        assert sid == 16
+        block = data[at + 16 : at + 16 + size]
+        if flags & 1:
+            import zstandard
+
+            csize, usize = struct.unpack_from("<II", block)
+            block = zstandard.ZstdDecompressor().decompress(
+                block[8 : 8 + csize], max_output_size=usize
+            )
+    else:
+        block = data[data.index(b"header_page\0") :]
+    (size,) = struct.unpack_from("<Q", block, 12)
+    text = block[20 : 20 + size].decode()
+    m = re.search(r"field: char data;\s*offset:(\d+);\s*size:(\d+);", text)
+    assert m, text
+    return int(m.group(1)) + int(m.group(2))
+
+
+V7_FILES = ["sched_v7_zstd.dat", "sched_v7_nocomp.dat"]
+
+
+def raises_in_metadata(path: Path) -> BinaryTraceError:
+    """The error, the same with and without partial (nothing can be read without metadata)."""
+    errors = []
+    for partial in (False, True):
+        with pytest.raises(BinaryTraceError) as exc:
+            list(TraceDat(path, partial=partial))
+        errors.append(str(exc.value))
+    assert errors[0] == errors[1]
+    return exc.value
+
+
+@pytest.mark.parametrize("name", V7_FILES)
+@pytest.mark.parametrize("where", ["zero", "inside the header"])
+def test_a_first_options_offset_that_cannot_be_one(name: str, where: str, tmp_path: Path) -> None:
+    src = need_shared(TRACEDAT / name)
+    at = header_fields(src.read_bytes())["options offset"]
+    value = 0 if where == "zero" else at - 11  # the page size field: inside the file header
+    path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<Q", value))
+    err = raises_in_metadata(path)
+    assert (err.section, err.offset) == ("file header", at)
+    assert f"the offset of the first options section is {value}" in err.detail
+    assert "the offset is invalid" in err.detail and "truncated" not in err.detail
+    if value:
+        assert f"inside the file header (which ends at byte offset {at + 8})" in err.detail
+    assert f"file header at byte offset {at}" in str(both_engines(path, partial=False))
+
+
+@pytest.mark.parametrize("name", V7_FILES)
+@pytest.mark.parametrize("how", ["2**63", "3 x file size", "past the end", "byte order"])
+def test_an_options_offset_past_the_end_is_truncation_only_when_plausible(
+    name: str, how: str, tmp_path: Path
+) -> None:
+    src = need_shared(TRACEDAT / name)
+    data = src.read_bytes()
+    at = header_fields(data)["options offset"]
+    size = len(data)
+    if how == "byte order":  # the endianness byte flipped: every number reads big-endian
+        path = corrupt(src, tmp_path / "bad.dat", header_fields(data)["endian"], b"\1")
+        value = struct.unpack_from(">Q", data, at)[0]
+    else:
+        value = {"2**63": 1 << 63, "3 x file size": 3 * size, "past the end": size + 100}[how]
+        path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<Q", value))
+    err = raises_in_metadata(path)
+    if how == "past the end":  # a file cut before its first options section looks like this
+        assert (err.section, err.offset) == ("options", value)
+        assert f"the file ({size} bytes) is truncated (or the offset corrupt)" in err.detail
+        return
+    assert (err.section, err.offset) == ("file header", at)
+    assert f"the offset of the first options section is {value}" in err.detail
+    if value >= 1 << 48:
+        assert "implausible offset (corrupt header or wrong byte order)" in err.detail
+        assert "truncated" not in err.detail
+    else:
+        assert f"far past the end of the file ({size} bytes)" in err.detail
+        assert "the offset is corrupt" in err.detail
+
+
+@pytest.mark.parametrize(("how", "value"), [("byte order", None), ("size", 1 << 50), ("size", 3)])
+def test_a_v6_size_past_the_end_is_truncation_only_when_plausible(
+    how: str, value: int | None, tmp_path: Path
+) -> None:
+    """header_page's u64 size (the first size of a v6 file): flipped byte order, implausible,
+    or far past the end of the file."""
+    src = need_shared(TRACEDAT / "sched_v6.dat")
+    data = src.read_bytes()
+    size_at = data.index(b"header_page\0") + 12
+    if how == "byte order":
+        path = corrupt(src, tmp_path / "bad.dat", header_fields(data)["endian"], b"\1")
+        value = struct.unpack_from(">Q", data, size_at)[0]
+    else:
+        value = value if value > 1000 else value * len(data)
+        path = corrupt(src, tmp_path / "bad.dat", size_at, struct.pack("<Q", value))
+    err = raises_in_metadata(path)
+    assert (err.section, err.offset) == ("headers", size_at)
+    assert f"needs {value} bytes" in err.detail
+    if value >= 1 << 48:
+        assert "implausible size (corrupt header or wrong byte order)" in err.detail
+        assert "truncated" not in err.detail
+    else:
+        assert "far past the end of the file" in err.detail and "size is corrupt" in err.detail
+
+
+@pytest.mark.parametrize("name", ["sched_v6.dat", *V7_FILES])
+@pytest.mark.parametrize("page_size", [0, 1, 16, 4095, 8192, 1 << 31])
+def test_the_file_headers_page_size_must_be_header_pages(
+    name: str, page_size: int, tmp_path: Path
+) -> None:
+    """Both versions check it the same way, against header_page's layout, and name it."""
+    src = need_shared(TRACEDAT / name)
+    data = src.read_bytes()
+    at = header_fields(data)["page size"]
+    want = header_page_size(data)
+    assert struct.unpack_from("<I", data, at) == (want,)
+    path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<I", page_size))
+    err = raises_in_metadata(path)
+    assert (err.section, err.offset) == ("file header", at)
+    assert f"page size {page_size} " in err.detail and f"the {want} bytes header_page" in (
+        err.detail
+    )
+    if not page_size:
+        assert "is invalid" in err.detail
+
+
+@pytest.mark.parametrize("name", V7_FILES)
+@pytest.mark.parametrize("factor", [1, 10])
+def test_a_flyrecord_section_size_past_the_end_of_the_file(
+    name: str, factor: int, tmp_path: Path
+) -> None:
+    """The buffer section the BUFFER option points at must lie within the file, as every
+    section the index points at; its CPU data (within the file) is still read with partial."""
+    src = need_shared(TRACEDAT / name)
+    data = src.read_bytes()
+    with TraceDat(src) as td:
+        sec = td.buffers[0].offset
+    assert struct.unpack_from("<H", data, sec) == (3,)  # the flyrecord section's id
+    size = factor * len(data)
+    path = corrupt(src, tmp_path / "bad.dat", sec + 8, struct.pack("<Q", size))
+    with pytest.raises(BinaryTraceError) as exc:
+        TraceDat(path)
+    assert (exc.value.section, exc.value.offset) == ("flyrecord data", sec + 16)
+    assert f"holds {size} bytes" in exc.value.detail
+    if factor == 1:
+        assert "truncated (or the size corrupt)" in exc.value.detail
+    else:
+        assert "far past the end of the file" in exc.value.detail
+    td = TraceDat(path, partial=True)
+    want = [key(e) for e in events_of(src) if isinstance(e, TraceEvent)]
+    assert [key(e) for e in td if isinstance(e, TraceEvent)] == want
+    assert td.stopped_at == sec + 16

@@ -393,3 +393,85 @@ def test_a_cut_before_the_first_options_section_reads_nothing_and_says_why(
             list(TraceDat(cut, partial=partial))
         assert info.value.section == "options" and info.value.offset == first_options
         assert "no event can be read" in info.value.detail
+
+
+# ---------------------------------------------------------------------------------------------
+# Cut after the last section the index knows: trace-cmd writes its strings section (id 15, the
+# section descriptions) last, after the options section holding the buffer index.
+
+
+def indexed_end(data: bytes) -> int:
+    """Where the last section the file's index points at ends: the options sections (from the
+    header's first one along the DONE links), the metadata sections (options 16-21) and the
+    buffer sections (BUFFER option's u64), each ending after its 16-byte header and size."""
+    at = data.index(b"\0", 10) + 1 + 2 + 4  # after version, endianness, long and page size
+    for _ in range(2):  # compression name and version
+        at = data.index(b"\0", at) + 1
+    (options,) = struct.unpack_from("<Q", data, at)
+    sections = []
+    while options:
+        sections.append(options)
+        (size,) = struct.unpack_from("<Q", data, options + 8)
+        pos, end, options = options + 16, options + 16 + size, 0
+        while pos < end:
+            oid, osize = struct.unpack_from("<HI", data, pos)
+            value = struct.unpack_from("<Q", data, pos + 6)[0] if osize >= 8 else None
+            if oid == 0:
+                options = value
+            elif 16 <= oid <= 21 or oid in (3, 22):  # metadata, BUFFER, BUFFER_TEXT
+                sections.append(value)
+            pos += 6 + osize
+    return max(s + 16 + struct.unpack_from("<Q", data, s + 8)[0] for s in sections)
+
+
+@pytest.mark.parametrize("path", SHARED_V7, ids=lambda p: p.name)
+def test_a_cut_in_the_strings_section_after_the_index(path: Path, tmp_path: Path) -> None:
+    data = need_shared(path).read_bytes()
+    tail = indexed_end(data)
+    sid, _, _, size = struct.unpack_from("<HHIQ", data, tail)
+    assert sid == 15 and tail + 16 + size == len(data)  # the strings section ends the file
+    full = [key(e) for e in uncut(path)[0] if isinstance(e, TraceEvent)]
+    for cut in (len(data) - 1, len(data) - 8, tail + 16 + 3, tail + 5):
+        cut_path = tmp_path / "cut.dat"
+        cut_path.write_bytes(data[:cut])
+        # cut in its 16-byte header: named there; after it: where its content starts
+        where = tail if cut < tail + 16 else tail + 16
+        with pytest.raises(BinaryTraceError) as exc:
+            list(TraceDat(cut_path))
+        assert (exc.value.section, exc.value.offset) == ("strings", where), cut
+        assert f"the file ({cut} bytes) is truncated" in exc.value.detail
+        td = TraceDat(cut_path, partial=True)
+        items = list(td)  # every event is read, and where the damage is is said
+        assert [key(e) for e in items if isinstance(e, TraceEvent)] == full
+        assert not our_marks(items)
+        assert td.stopped_at == where and "strings" in (td.stop_reason or "")
+
+
+def test_a_cut_in_the_strings_section_with_the_command_line(tmp_path: Path, capsys) -> None:
+    data = need_shared(TRACEDAT / "sched_v7_zstd.dat").read_bytes()
+    cut_path = tmp_path / "cut.dat"
+    cut_path.write_bytes(data[:-8])
+    where = indexed_end(data) + 16
+    assert main(["check", str(cut_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"strings at byte offset {where}" in err and "truncated" in err
+    assert "Traceback" not in err
+    assert main(["check", "--partial", str(cut_path)]) == 0
+    out = capsys.readouterr().out
+    assert "4094 events" in out and f"reading stopped at byte offset {where} (strings" in out
+
+
+def test_a_strings_section_that_does_not_decompress(tmp_path: Path) -> None:
+    data = bytearray(need_shared(TRACEDAT / "sched_v7_zstd.dat").read_bytes())
+    tail = indexed_end(bytes(data))
+    sid, flags, _, _ = struct.unpack_from("<HHIQ", data, tail)
+    assert (sid, flags) == (15, 1)  # compressed: u32 csize, u32 size, then the zstd frame
+    data[tail + 16 + 8 + 4 : tail + 16 + 8 + 20] = b"\xff" * 16
+    path = tmp_path / "bad.dat"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BinaryTraceError, match="cannot decompress") as exc:
+        list(TraceDat(path))
+    assert (exc.value.section, exc.value.offset) == ("strings", tail + 16)
+    td = TraceDat(path, partial=True)
+    assert len([e for e in td if isinstance(e, TraceEvent)]) == 4094
+    assert td.stopped_at == tail + 16

@@ -42,8 +42,15 @@ ts=that CPU's last timestamp, or 0 when none was read, until_end=True)`` (the tr
 incomplete from there on, for every CPU: nothing after it is judged), and
 :attr:`TraceDat.stopped_at` and :attr:`TraceDat.stop_reason` say where and why reading
 stopped. Damage in what every
-event needs (the headers, the formats, the options before the data) raises even with
-``partial=True``: nothing could be read.
+event needs (the file header, the headers, the formats, the options before the data) raises
+even with ``partial=True``: nothing could be read. The file header's page size must be the one
+``header_page`` describes. An offset or size past the end of the file is called a cut only
+when that is plausible: far past it (beyond twice the file size, or 2^48 and more) it is a
+corrupt number (or the wrong byte order). In v7 every section the index points at must lie
+within the file, and what follows the last of them (trace-cmd's strings section) must be whole
+sections up to the end of the file, the compressed ones decompressing; a file cut there is an
+error, and with ``partial=True`` all its events are read and ``stopped_at``/``stop_reason`` say
+where the damage is.
 
 v7 writes each buffer's index (the BUFFER option: CPU -> offset, size) in an options section
 *after* its data, so a cut file has lost it; without ``partial`` that is an error naming the
@@ -88,6 +95,31 @@ MAGIC = b"\x17\x08\x44tracing"
 #: the largest block a compressed section or chunk may claim to decompress to (a corrupt size
 #: must not make the reader allocate gigabytes)
 _MAX_BLOCK = 1 << 28
+#: no trace.dat is 256 TiB: an offset or size from this on is corrupt (or read in the wrong byte
+#: order), whatever the file's size
+_IMPLAUSIBLE = 1 << 48
+
+
+def _far(end: int, file_size: int) -> bool:
+    """Whether byte ``end`` is so far past a file's end that a corrupt number is likelier
+    than a cut: from twice the file size on."""
+    return end > 2 * file_size
+
+
+def _beyond_file(what: str, end: int, file_size: int) -> str:
+    """Why an offset or size (``what``) that reaches byte ``end`` of a file of ``file_size``
+    bytes is wrong: a truncated file only when that is plausible (a file cut to less than half
+    its size stays possible, and is said)."""
+    if end >= _IMPLAUSIBLE:
+        return f"an implausible {what} (corrupt header or wrong byte order)"
+    if _far(end, file_size):
+        return (
+            f"that is byte {end}, far past the end of the file ({file_size} bytes): the {what}"
+            " is corrupt (or read in the wrong byte order), unless the file was cut to less than"
+            " half its size"
+        )
+    return f"the file ({file_size} bytes) is truncated (or the {what} corrupt)"
+
 
 # option ids (trace-cmd's enum tracecmd_option_id)
 OPT_DONE, OPT_DATE, OPT_CPUSTAT, OPT_BUFFER, OPT_TRACECLOCK, OPT_UNAME, OPT_HOOK = range(7)
@@ -177,15 +209,26 @@ class _Chunk:
             f"{detail} (at byte {at} of the decompressed section)",
         )
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int, size_at: int | None = None) -> bytes:
+        """``n`` bytes; ``size_at``: where the size field that said ``n`` is (errors name it)."""
         if n < 0 or self.pos + n > len(self.data):
-            raise self.error(
-                f"needs {n} bytes but only {max(0, len(self.data) - self.pos)} remain"
-                + (" (the file is truncated)" if self.base == 0 and self.exact else "")
-            )
+            left = max(0, len(self.data) - self.pos)
+            if self.base == 0 and self.exact:  # the whole file: a cut, or a corrupt size
+                why = _beyond_file("size", self.pos + n, len(self.data))
+                raise self.error(f"needs {n} bytes but only {left} remain: {why}", size_at)
+            if n >= _IMPLAUSIBLE:
+                raise self.error(
+                    f"implausible size {n} (corrupt header or wrong byte order)", size_at
+                )
+            raise self.error(f"needs {n} bytes but only {left} remain", size_at)
         out = self.data[self.pos : self.pos + n]
         self.pos += n
         return bytes(out)
+
+    def sized(self, width: int) -> bytes:
+        """A block preceded by its size (a ``width``-byte number)."""
+        at = self.pos
+        return self.take(self.num(width), at)
 
     def num(self, size: int) -> int:
         return int.from_bytes(self.take(size), "little" if self.order == "<" else "big")
@@ -209,6 +252,9 @@ class _Chunk:
 
     def text(self, n: int) -> str:
         return self.take(n).decode("utf-8", "replace")
+
+    def sized_text(self, width: int) -> str:
+        return self.sized(width).decode("utf-8", "replace")
 
 
 def _decompressor(name: str, source: str) -> Callable[[bytes, int], bytes]:
@@ -301,6 +347,7 @@ class TraceDat:
         self._header_texts: tuple[str | None, str | None] = (None, None)
         self._decompress: Callable[[bytes, int], bytes] | None = None
         self._stat_buffer = ""
+        self._section_ends: list[int] = []  # v7: where each section read ends
         self._started = False
         try:
             self._fh = open(self.path, "rb")  # noqa: SIM115 - closed after iterating / close()
@@ -366,19 +413,49 @@ class TraceDat:
         self.byteorder = ">" if endian else "<"
         c.order = self.byteorder
         self.long_size = c.take(1)[0]
+        page_size_at = c.pos
         self.page_size = c.u32()
         if self.version >= 7:
             self.compression = c.cstr()
             self.compression_version = c.cstr()
             if self.compression != "none":
                 self._decompress = _decompressor(self.compression, self.source)
-            self._read_v7(c.u64())
+            field_at = c.pos
+            first = c.u64()
+            why = None
+            if not first:
+                why = (
+                    "0, which trace-cmd never writes (the writer died before filling it in, or"
+                    " the header is corrupt)"
+                )
+            elif first < c.pos:
+                why = f"{first}, inside the file header (which ends at byte offset {c.pos})"
+            elif first >= _IMPLAUSIBLE or _far(first, self.file_size):
+                why = f"{first}: {_beyond_file('offset', first, self.file_size)}"
+            if why is not None:
+                raise c.error(
+                    f"the offset of the first options section is {why}: the offset is invalid,"
+                    " and without that section (the index of the headers and formats) no event"
+                    " can be read, not even with --partial",
+                    field_at,
+                )
+            self._read_v7(first)
         else:
             self._read_v6(c)
         if len(self.formats) == 0:
             raise BinaryTraceError(self.source, "event formats", None, "no event formats")
         hp, he = self._header_texts
         self.layout = RingBufferLayout.from_texts(hp, he, self.byteorder, source=self.source)
+        if self.page_size != self.layout.page_size:  # 0 too: the data is read in such pages
+            invalid = "is invalid and " if not self.page_size else ""
+            raise BinaryTraceError(
+                self.source,
+                "file header",
+                page_size_at,
+                f"page size {self.page_size} {invalid}differs from the {self.layout.page_size}"
+                " bytes header_page describes (its data field's offset + size): the file header"
+                " is corrupt",
+            )
         top = next((b for b in self.buffers if b.name == ""), None)
         clock = (top.clock if top is not None else None) or self.clock
         self.clock = clock
@@ -408,8 +485,7 @@ class TraceDat:
                 oid = c.u16()
                 if oid == OPT_DONE:
                     break
-                size = c.u32()
-                self._option(oid, c.take(size), c)
+                self._option(oid, c.sized(4), c)
             kind = c.take(10)
         top = BufferInfo("", self.clock, self.page_size, offset=c.pos - 10)
         self.buffers.insert(0, top)
@@ -421,8 +497,7 @@ class TraceDat:
         c.section = "flyrecord"
         top.cpus = self._v6_cpu_table(c)
         if any(oid == OPT_TRACECLOCK for oid, _ in self.options):
-            size = c.u64()
-            self.clock = parse_trace_clock(c.text(size))
+            self.clock = parse_trace_clock(c.sized_text(8))
             top.clock = self.clock
         for buf in self.buffers[1:]:
             bc = self._chunk(buf.offset, f"buffer {buf.name!r} flyrecord")
@@ -444,10 +519,30 @@ class TraceDat:
 
     # v7 ---------------------------------------------------------------------------------------
 
+    def _section_header(self, offset: int, name: str) -> tuple[_Chunk, int, int, int]:
+        """``(chunk at the content, id, flags, size)`` of the section at ``offset``, checked to
+        lie within the file (a cut file, or a corrupt size, is an error naming the section)."""
+        c = self._chunk(offset, name)
+        if offset + 16 > self.file_size:
+            raise c.error(
+                f"the file ends {max(0, self.file_size - offset)} bytes into this section's"
+                " 16-byte header: " + _beyond_file("offset", offset + 16, self.file_size),
+                offset,
+            )
+        sid, flags, _desc, size = c.u16(), c.u16(), c.u32(), c.u64()
+        end = c.pos + size
+        if end > self.file_size:
+            raise c.error(
+                f"the section (its header at byte offset {offset}) holds {size} bytes from"
+                f" here: {_beyond_file('size', end, self.file_size)}",
+                c.pos,
+            )
+        self._section_ends.append(end)
+        return c, sid, flags, size
+
     def _section(self, offset: int, expect: int | None, name: str) -> _Chunk:
         """The content of the section at ``offset`` (decompressed when flagged)."""
-        c = self._chunk(offset, name)
-        sid, flags, _desc, size = c.u16(), c.u16(), c.u32(), c.u64()
+        c, sid, flags, size = self._section_header(offset, name)
         if expect is not None and sid != expect:
             raise c.error(f"expected section id {expect}, found {sid}", offset)
         start = c.pos
@@ -455,13 +550,13 @@ class TraceDat:
             if self._decompress is None:
                 raise c.error("compressed section in a file whose compression is 'none'", offset)
             data = self._inflate(c, start, "cannot decompress", "decompressed")
+            if c.pos > start + size:
+                raise c.error(
+                    f"its compressed block runs to byte {c.pos}, past the section's end at"
+                    f" {start + size}: the section's size is corrupt",
+                    start,
+                )
             return _Chunk(data, 0, name, self.source, self.byteorder, base=start, exact=False)
-        if start + size > len(self._data):
-            raise c.error(
-                f"section of {size} bytes runs past the end of the file ({len(self._data)}"
-                " bytes): the file is truncated",
-                start,
-            )
         return _Chunk(
             bytes(self._data[start : start + size]),
             0,
@@ -470,6 +565,34 @@ class TraceDat:
             self.byteorder,
             base=start,
         )
+
+    def _check_sections(self) -> None:
+        """After the index is read: the buffer sections it points at lie within the file, and
+        what follows the last section it knows (trace-cmd's strings section, written last) is
+        whole sections up to the end of the file, the compressed ones decompressing. A file cut
+        there is an error naming the section (with ``partial``: where reading stopped, all
+        events being read). Cheap: section headers, and small sections decompressed."""
+        try:
+            for buf in self.buffers:
+                if not buf.recovered:
+                    kind = OPT_BUFFER_TEXT if buf.latency else OPT_BUFFER
+                    c, sid, _, _ = self._section_header(buf.offset, _SECTION_NAMES[kind])
+                    if sid != kind:
+                        raise c.error(f"expected section id {kind}, found {sid}", buf.offset)
+            pos = max(self._section_ends, default=self.file_size)
+            while pos < self.file_size:
+                sid = self._int(self._data[pos : pos + 2]) if pos + 2 <= self.file_size else -1
+                name = _SECTION_NAMES.get(sid, f"section id {sid}")
+                if sid == OPT_BUFFER:  # CPU data: only where it ends (it is read in chunks)
+                    self._section_header(pos, name)
+                else:
+                    self._section(pos, None, name)
+                pos = self._section_ends[-1]
+        except BinaryTraceError as exc:
+            if not self.partial:
+                raise
+            if self.stopped_at is None:
+                self.stopped_at, self.stop_reason = exc.offset, exc.reason
 
     def _read_v7(self, options_offset: int) -> None:
         sections: dict[int, int] = {}
@@ -524,6 +647,8 @@ class TraceDat:
             )
         if damage is not None:
             self._index_lost(damage, last_end)
+        else:
+            self._check_sections()
         if not self.cpus:
             self.cpus = max((len(b.cpus) for b in self.buffers), default=0)
 
@@ -533,16 +658,16 @@ class TraceDat:
                 self.source,
                 "options",
                 offset,
-                f"the section lies past the end of the file ({self.file_size} bytes):"
-                " the file is truncated",
+                "the section lies past the end of the file: "
+                + _beyond_file("offset", offset, self.file_size),
             )
         return self._section(offset, OPT_DONE, "options")
 
     def _options(self, c: _Chunk, sections: dict[int, int]) -> int:
         """Read one options section's options; returns the next section's offset (0: none)."""
         while True:
-            oid, size = c.u16(), c.u32()
-            data = c.take(size)
+            oid = c.u16()
+            data = c.sized(4)
             if oid == OPT_DONE:
                 if len(data) < 8:
                     raise c.error("DONE option shorter than 8 bytes")
@@ -713,10 +838,10 @@ class TraceDat:
     def _headers_block(self, c: _Chunk) -> None:
         if c.take(12) != b"header_page\0":
             raise c.error("expected 'header_page'", c.pos - 12)
-        hp = c.text(c.u64())
+        hp = c.sized_text(8)
         if c.take(13) != b"header_event\0":
             raise c.error("expected 'header_event'", c.pos - 13)
-        he = c.text(c.u64())
+        he = c.sized_text(8)
         self._header_texts = (hp, he)
 
     def _add_format(self, text: str, system: str, c: _Chunk) -> None:
@@ -725,26 +850,24 @@ class TraceDat:
 
     def _ftrace_block(self, c: _Chunk) -> None:
         for _ in range(c.u32()):
-            self._add_format(c.text(c.u64()), "ftrace", c)
+            self._add_format(c.sized_text(8), "ftrace", c)
 
     def _events_block(self, c: _Chunk) -> None:
         for _ in range(c.u32()):
             system = c.cstr()
             for _ in range(c.u32()):
-                self._add_format(c.text(c.u64()), system, c)
+                self._add_format(c.sized_text(8), system, c)
 
     def _kallsyms_block(self, c: _Chunk) -> None:
-        self.kallsyms_size = c.u32()
-        c.take(self.kallsyms_size)
+        self.kallsyms_size = len(c.sized(4))
 
     def _printk_block(self, c: _Chunk) -> None:
-        size = c.u32()
-        if size:
-            self.printk = parse_printk(c.text(size))
+        text = c.sized_text(4)
+        if text:
+            self.printk = parse_printk(text)
 
     def _cmdlines_block(self, c: _Chunk) -> None:
-        size = c.u64()
-        self.cmdlines = parse_cmdlines(c.text(size))
+        self.cmdlines = parse_cmdlines(c.sized_text(8))
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -801,8 +924,9 @@ class TraceDat:
         """One compressed block at ``c``: ``u32 csize, u32 usize, data``, decompressed and
         checked against its stated size (errors name the offset ``at``)."""
         assert self._decompress is not None
+        size_at = c.pos
         csize, usize = c.u32(), c.u32()
-        blob = c.take(csize)
+        blob = c.take(csize, size_at)
         if release:
             self._release(at, c.pos)
         if usize > _MAX_BLOCK:
