@@ -457,6 +457,16 @@ def test_a_first_options_offset_that_cannot_be_one(name: str, where: str, tmp_pa
     assert f"file header at byte offset {at}" in str(both_engines(path, partial=False))
 
 
+def corrupt_u64(src: Path, tmp_path: Path, at: int, value: int | None) -> tuple[Path, int]:
+    """A copy of ``src`` with the u64 at ``at`` set to ``value``, or, for None, with the
+    endianness byte flipped (every number then reads big-endian); and the value read there."""
+    data = src.read_bytes()
+    if value is None:
+        path = corrupt(src, tmp_path / "bad.dat", header_fields(data)["endian"], b"\1")
+        return path, struct.unpack_from(">Q", data, at)[0]
+    return corrupt(src, tmp_path / "bad.dat", at, struct.pack("<Q", value)), value
+
+
 @pytest.mark.parametrize("name", V7_FILES)
 @pytest.mark.parametrize("how", ["2**63", "3 x file size", "past the end", "byte order"])
 def test_an_options_offset_past_the_end_is_truncation_only_when_plausible(
@@ -466,12 +476,8 @@ def test_an_options_offset_past_the_end_is_truncation_only_when_plausible(
     data = src.read_bytes()
     at = header_fields(data)["options offset"]
     size = len(data)
-    if how == "byte order":  # the endianness byte flipped: every number reads big-endian
-        path = corrupt(src, tmp_path / "bad.dat", header_fields(data)["endian"], b"\1")
-        value = struct.unpack_from(">Q", data, at)[0]
-    else:
-        value = {"2**63": 1 << 63, "3 x file size": 3 * size, "past the end": size + 100}[how]
-        path = corrupt(src, tmp_path / "bad.dat", at, struct.pack("<Q", value))
+    value = {"2**63": 1 << 63, "3 x file size": 3 * size, "past the end": size + 100}.get(how)
+    path, value = corrupt_u64(src, tmp_path, at, value)
     err = raises_in_metadata(path)
     if how == "past the end":  # a file cut before its first options section looks like this
         assert (err.section, err.offset) == ("options", value)
@@ -496,12 +502,9 @@ def test_a_v6_size_past_the_end_is_truncation_only_when_plausible(
     src = need_shared(TRACEDAT / "sched_v6.dat")
     data = src.read_bytes()
     size_at = data.index(b"header_page\0") + 12
-    if how == "byte order":
-        path = corrupt(src, tmp_path / "bad.dat", header_fields(data)["endian"], b"\1")
-        value = struct.unpack_from(">Q", data, size_at)[0]
-    else:
-        value = value if value > 1000 else value * len(data)
-        path = corrupt(src, tmp_path / "bad.dat", size_at, struct.pack("<Q", value))
+    if value is not None and value < 1000:
+        value *= len(data)
+    path, value = corrupt_u64(src, tmp_path, size_at, value)
     err = raises_in_metadata(path)
     assert (err.section, err.offset) == ("headers", size_at)
     assert f"needs {value} bytes" in err.detail
