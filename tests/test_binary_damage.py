@@ -356,20 +356,26 @@ def test_one_damaged_page_header_does_not_flip_the_byte_order(tmp_path: Path) ->
     assert len(cpu_events(items, 1)) == 912  # CPU 1's events, as the kernel's trace.txt has
 
 
-def test_a_page_whose_commit_word_was_zeroed_is_a_loss_not_a_skip(tmp_path: Path) -> None:
-    """CPU 0's page 3 with its commit zeroed: its events are not read, and that is a reported
-    loss up to the next page's time, when the stream is whole again; no event of the other
-    CPU inside it is judged, so no verdict is made up (the kernel-recorded pages have none)
-    where the page's switches are missing. Both engines agree."""
+@pytest.mark.parametrize(("cpu", "page", "commit"), [(0, 3, 0), (1, 8, 68), (1, 11, 0)])
+def test_a_page_whose_commit_word_says_too_little_is_a_loss_not_a_skip(
+    cpu: int, page: int, commit: int, tmp_path: Path
+) -> None:
+    """A commit word zeroed, or cut to the first record: what the page holds past it is not
+    read, and that is a reported loss until the next page's time (the page's own for the last
+    one); no event of the other CPU inside it is judged, so no verdict is made up (the
+    kernel-recorded pages have none) where the page's events are missing. Both engines."""
     import shutil
 
     raw = tmp_path / "raw"
     shutil.copytree(need_shared(RECORDED / "raw"), raw)
-    corrupt(raw / "cpu0.raw", raw / "cpu0.raw", 3 * 4096 + 8, bytes(8))
+    name = f"cpu{cpu}.raw"
+    corrupt(raw / name, raw / name, page * 4096 + 8, struct.pack("<Q", commit))
     res = both_engines_raw_dir(raw)
-    (gap,) = [g for g in res.gaps if "commits no data" in g.reason]
-    assert gap.cpu == 0 and "cpu0 page 3" in gap.reason
-    assert gap.ts == struct.unpack_from("<Q", (raw / "cpu0.raw").read_bytes(), 4 * 4096)[0]
+    (gap,) = [g for g in res.gaps if "the page commits" in g.reason]
+    assert gap.cpu == cpu and f"cpu{cpu} page {page} at byte offset {page * 4096}" in gap.reason
+    data = (raw / name).read_bytes()
+    following = (page + 1) * 4096 if (page + 1) * 4096 < len(data) else page * 4096
+    assert gap.ts == struct.unpack_from("<Q", data, following)[0]
     assert [m.violations for m in res.monitors] == [0, 0]
 
 

@@ -173,6 +173,8 @@ class PageWriter:
         null_padding: bool = False,
     ) -> bytes:
         body = b"".join(events)
+        if null_padding:  # committed: the kernel zeroes what a page holds past its commit
+            body += self._word(29, 0) + struct.pack(self.order + "I", 0)
         size = len(body) if commit is None else commit
         flags = 0
         tail = b""
@@ -181,8 +183,6 @@ class PageWriter:
             tail = struct.pack(self.order + ("Q" if self.long_size == 8 else "I"), missed)
         elif missed_unknown:
             flags = 1 << 31
-        if null_padding:
-            body += self._word(29, 0) + struct.pack(self.order + "I", 0)
         code = "Q" if self.long_size == 8 else "I"
         out = struct.pack(self.order + "Q", ts) + struct.pack(self.order + code, size | flags)
         out += body[: max(size, len(body))] + tail
@@ -305,8 +305,26 @@ def test_an_empty_page_with_data_in_it_is_a_loss() -> None:
     assert isinstance(ev, TraceEvent) and isinstance(lost, LostEvents) and ev2.ts == 901
     assert (lost.cpu, lost.count, lost.ts) == (2, None, 900)
     assert "cpu2 page 1 at byte offset 4096: the page commits no data" in lost.reason
-    (last,) = decode(emptied, w, cpu=2)
-    assert isinstance(last, LostEvents) and last.ts is None
+    (last,) = decode(emptied, w, cpu=2)  # the last page: lost from its own time
+    assert isinstance(last, LostEvents) and last.ts == 500
+
+
+def test_a_commit_that_stops_short_of_the_pages_data_is_a_loss() -> None:
+    """The kernel zeroes a page past its commit before handing it out (and its stored lost
+    count): records there mean a damaged commit word; the committed ones are read, then the
+    loss is reported, the stream whole again from the next page's time."""
+    w = PageWriter()
+    rec = w.data(1, kinds_record())
+    short = w.page(500, [rec, w.data(1, kinds_record()), w.data(1, kinds_record())])
+    short = short[:8] + struct.pack("<Q", len(rec)) + short[16:]
+    ev, lost, ev2 = decode(short + w.page(900, [rec]), w, cpu=1)
+    assert isinstance(ev, TraceEvent) and ev.ts == 501 and ev2.ts == 901
+    assert isinstance(lost, LostEvents) and (lost.cpu, lost.ts) == (1, 900)
+    assert f"cpu1 page 0 at byte offset 0: the page commits {len(rec)} bytes of data" in (
+        lost.reason
+    )
+    stored = w.page(500, [rec], missed=7)  # a stored count past the commit is not data
+    assert [type(i) for i in decode(stored, w)] == [LostEvents, TraceEvent]
     assert decode(w.page(100, []), w) == []  # an empty page that is empty is nothing
 
 

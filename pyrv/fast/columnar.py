@@ -221,9 +221,9 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
         int64_t start = base + head, end = start + size;
         if (size > data_size || end > hi) FAIL(DAMAGE, base);
         if (ts < 0 || ts >= TS_LIMIT) FAIL(UNSUPPORTED, base);
-        if (size == 0) {  /* empty, but its data area is not: the reference reports a loss */
+        {   /* bytes past the commit (and its stored count): the reference reports a loss */
             const int64_t last = start + data_size < hi ? start + data_size : hi;
-            for (int64_t k = start; k < last; k++)
+            for (int64_t k = (commit & STORED) ? end + commit_size : end; k < last; k++)
                 if (buf[k]) FAIL(UNSUPPORTED, base);
         }
         if (commit & MISSED) {

@@ -803,18 +803,15 @@ class PageDecoder:
                 " (count not stored)"
             )
             yield LostEvents(cpu, count, reason, ts, source)
+        spill = (
+            self._spilled(buf, base, span, where, cpu, size, ts)
+            if self._spills(buf, base, end + (hp.commit_size if commit & MISSED_STORED else 0))
+            else None
+        )
         if size == 0:
-            if buf[start : min(start + hp.data_size, len(buf))].strip(b"\0"):
-                # the kernel zeroes no page it hands out empty: its commit word may be damaged
-                where_ = self._bad(where, base, base, span, "").reason.rstrip(": ")
-                yield LostEvents(
-                    cpu,
-                    None,
-                    f"{where_}: the page commits no data, but its data area is not empty: its"
-                    " events, if it held any, are not read (a damaged commit word?)",
-                    self._whole_again(buf, base + lay.page_size, ts),
-                    source,
-                )
+            if spill is not None:
+                spill.ts = ts if spill.ts is None else spill.ts  # a last page: from its time
+                yield spill
             return
 
         # -- the hot loop ---------------------------------------------------------------------
@@ -905,6 +902,35 @@ class PageDecoder:
                 source,
             )
             pos = nxt
+        if spill is not None:  # after the events the page does commit
+            spill.ts = ts if spill.ts is None else spill.ts
+            yield spill
+
+    def _spills(self, buf: bytes, base: int, after: int) -> bool:
+        """Whether the page at ``base`` holds bytes past what it commits (from ``after``): the
+        kernel leaves that area zero in every page it hands out."""
+        limit = min(base + self.layout.page.data_offset + self.layout.page.data_size, len(buf))
+        return after < limit and bool(buf[after:limit].strip(b"\0"))
+
+    def _spilled(
+        self, buf: bytes, base: int, span: Span, where: str, cpu: int, size: int, ts: int
+    ) -> LostEvents:
+        """The loss of a page whose commit word says less than it holds (damaged): what is
+        past the commit is not read; the stream is whole again at the next page's time."""
+        at = self._bad(where, base, base, span, "").reason.rstrip(": ")
+        what = (
+            "no data, but its data area is not empty"
+            if size == 0
+            else f"{size} bytes of data, but holds more after them"
+        )
+        return LostEvents(
+            cpu,
+            None,
+            f"{at}: the page commits {what}: its events there, if any, are not read (a"
+            " damaged commit word?)",
+            self._whole_again(buf, base + self.layout.page_size, ts),
+            self.source,
+        )
 
     def _whole_again(self, buf: bytes, following: int, floor: int) -> int | None:
         """When a stream is whole again after a page whose events are lost: the next page's
