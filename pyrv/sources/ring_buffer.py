@@ -1121,16 +1121,17 @@ class RawTraceDir:
         return merged if self.cmdlines is not None else _track_comms(merged)
 
     def _missing(self, cpu: int, why: str) -> LostEvents:
-        """A reported gap at the start for a CPU whose page file is absent (the files of higher
-        CPUs show it existed) or empty: none of its events is seen, which must not pass
-        unsaid."""
+        """A CPU whose page file is absent (the files of higher CPUs show it existed) or empty:
+        none of its events is seen, from the start, so (as for a CPU whose data ends in
+        damage) no event of any CPU can be judged: each may depend on what it lost."""
         return LostEvents(
             cpu,
             None,
-            f"no events: {why} for CPU {cpu} in {self.source}: none of its events is seen, so"
-            " per-task monitors may miss the transitions of tasks that ran on it",
+            f"no events: {why} for CPU {cpu} in {self.source}: none of its events is seen, and"
+            " the tasks that ran on it also ran elsewhere",
             0,
             self.source,
+            until_end=True,
         )
 
     def _guard(self, items: Iterator[TraceItem], cpu_file: _CpuFile) -> Iterator[TraceItem]:
