@@ -179,12 +179,18 @@ def record(
         raise RecordError(f"trace.dat version {opts.version} cannot be written (6 or 7)")
     if opts.version == 6 and opts.compression != "none":
         raise RecordError("trace.dat version 6 has no compression (use version 7)")
+    named = "" if os.fspath(opts.output) == str(output) else f" ({opts.output} links there)"
     if not output.parent.is_dir():
-        raise RecordError(f"{output.parent}: no such directory")
+        raise RecordError(f"{output.parent}: no such directory{named}")
     deadline = None if opts.duration is None else time.monotonic() + opts.duration
     with _stop_on_signals() as stopped:  # a signal while writing: the file is still written
         remove_stale_spools(output.parent)
-        spool = Path(tempfile.mkdtemp(prefix=_spool_prefix(), dir=output.parent))
+        try:  # the pages are spooled beside the output, so its directory must take files
+            spool = Path(tempfile.mkdtemp(prefix=_spool_prefix(), dir=output.parent))
+        except OSError as exc:
+            raise RecordError(
+                f"{output}{named}: cannot write in {output.parent}: {exc.strerror}"
+            ) from None
         try:
             return _record(opts, output, spool, stopped, deadline, should_stop, on_start)
         finally:

@@ -149,6 +149,25 @@ def test_only_regular_files_are_replaced(tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
+def test_output_names_that_are_not_a_file_are_refused_before_recording(tmp_path: Path) -> None:
+    for name, why in (("", "the output file name is empty"), (f"{tmp_path}/x.dat/", "'/'")):
+        with pytest.raises(TraceDatWriteError, match=why):
+            record(RecordOptions(name, events=["sched:sched_switch"]))
+    (tmp_path / "dang").symlink_to("nowhere/x.dat")
+    with pytest.raises(RecordError, match=r"nowhere: no such directory \(.*dang links there\)"):
+        record(RecordOptions(tmp_path / "dang", events=["sched:sched_switch"]))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(ro)]).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        with pytest.raises(RecordError, match="x.dat: cannot write in .*ro: Read-only file"):
+            record(RecordOptions(ro / "x.dat", events=["sched:sched_switch"]))
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dang", "ro"]
+
+
 def test_metadata_helpers(tmp_path: Path) -> None:
     assert cmdlines_text({0: "swapper", 7: "a b", 3: "c"}) == b"3 c\n7 a b\n"
     oid, data = cpustat_option(1, "entries: 5\n")

@@ -323,6 +323,11 @@ def output_path(path: str | os.PathLike[str]) -> Path:
     """Where a trace.dat named ``path`` is written: through a symlink to its target, as
     ``trace-cmd record -o`` does. Anything there but a regular file is refused, since the file
     is renamed into place and would replace it (``-o /dev/null`` must not delete a device)."""
+    name = os.fspath(path)
+    if not name:
+        raise TraceDatWriteError("the output file name is empty")
+    if name.endswith("/"):
+        raise TraceDatWriteError(f"{name}: a name ending in '/' is a directory: name a file")
     final = Path(os.path.realpath(path))
     try:
         mode = final.stat().st_mode
