@@ -85,7 +85,7 @@ _MTYPES = {
     MonitorType.PER_TASK: MT_TASK,
 }
 _ENTRIES = {Entry.HANDLE: E_HANDLE, Entry.START: E_START, Entry.START_RUN: E_START_RUN}
-#: where sched events name a task and its comm (pyrv.sources.ring_buffer._track_comms)
+#: where sched events name a task and its comm (pyrv.sources.ring_buffer.track_comms)
 _MARKER_EVENTS = ("tracing_mark_write", "print")
 
 
@@ -1124,7 +1124,7 @@ def _widen(a: np.ndarray, size: int, fill: int) -> np.ndarray:
 
 
 class _CommIndex:
-    """The comm of a task at a row as ring_buffer._track_comms gives it (raw directories
+    """The comm of a task at a row as ring_buffer.track_comms gives it (raw directories
     without saved cmdlines): the last comm a sched event of the trace named for that pid, up
     to and including the row (in merged order); before any, what earlier batches left."""
 

@@ -70,6 +70,7 @@ from pyrv.sources.ring_buffer import (
     guess_byteorder,
     iter_cpu_pages,
     sample_headers,
+    track_comms,
 )
 from pyrv.sources.tracedat import MAGIC, TraceDat, is_tracedat_prefix
 from pyrv.sources.tracepoints import Catalogue
@@ -119,13 +120,13 @@ class RawPagesFile:
             flushed(iter_cpu_pages(self.path, self.cpu, self.formats, decoder=dec), dec, self.cpu),
         )
         if not self.partial:
-            return items
+            return track_comms(items)  # no saved cmdlines: comms from the events, as in a dir
 
         def damaged(exc: BinaryTraceError) -> str:
             self.stopped_at, self.stop_reason = exc.offset, exc.reason
             return f"{exc.reason}; CPU {self.cpu}"
 
-        return end_at_damage(items, self.cpu, self.source, damaged)
+        return track_comms(end_at_damage(items, self.cpu, self.source, damaged))
 
     def others_unseen(self) -> LostEvents:
         """A ring buffer is per CPU: pages given alone are one CPU's. Said first, as a gap,

@@ -1118,7 +1118,7 @@ class RawTraceDir:
             streams = [self._guard(s, f) for s, f in zip(streams, self.files, strict=True)]
         streams += [iter([self._missing(cpu, why)]) for cpu, why in sorted(self.missing.items())]
         merged = merge_by_time(streams)
-        return merged if self.cmdlines is not None else _track_comms(merged)
+        return merged if self.cmdlines is not None else track_comms(merged)
 
     def _missing(self, cpu: int, why: str) -> LostEvents:
         """A CPU whose page file is absent (the files of higher CPUs show it existed) or empty:
@@ -1278,7 +1278,7 @@ _COMM_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def _track_comms(items: Iterable[TraceItem]) -> Iterator[TraceItem]:
+def track_comms(items: Iterable[TraceItem]) -> Iterator[TraceItem]:
     """Fill ``comm`` from the comms the trace's own events give (no saved cmdlines)."""
     comms: dict[int, str] = {0: "<idle>"}
     for item in items:
