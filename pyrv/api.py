@@ -160,6 +160,7 @@ def check(
         for f, s in zip(firsts, streams, strict=True)
     ]
     present = _presence(files, readers, opts)
+    _note_other_page_files(readers, opts)
     names, rv = select_monitors(
         opts,
         defs,
@@ -363,6 +364,19 @@ def _presence(files: list[str | Path], readers: list, opts: CheckOptions) -> Cal
         return cache[name]
 
     return present
+
+
+def _note_other_page_files(readers: list, opts: CheckOptions) -> None:
+    """A raw directory reads one recording's files; others beside them are named."""
+    from pyrv.sources.ring_buffer import RawTraceDir, other_cpu_files
+
+    for r in readers:
+        others = other_cpu_files(r.path) if isinstance(r, RawTraceDir) else []
+        if others and opts.on_note is not None:
+            opts.on_note(
+                f"{r.source}: not read: {', '.join(others)} (another recording's page files;"
+                " give each alone with --formats DIR)"
+            )
 
 
 def _require_context_column(

@@ -394,3 +394,13 @@ def test_a_monitor_whose_records_were_printed_stays_in_the_summary(tmp_path: Pat
     assert [(m.name, m.violations) for m in res.monitors] == [("stall", 3)]
     assert [r.monitor for r in records] == ["stall"] * 3
     assert any("stall: its hooked events sched:sched_wakeup never occur" in n for n in notes)
+
+
+def test_another_recordings_page_files_beside_are_named() -> None:
+    """recorded/raw holds two recordings (cpuN.raw and lost_cpuN.raw, see its README): the
+    directory reads the first; the second is not left out without a word."""
+    from pyrv.api import CheckOptions, check
+
+    notes: list[str] = []
+    check(need_shared(RAW), CheckOptions(monitors=["wwnr"], on_note=notes.append))
+    assert any("not read: lost_cpu0.raw, lost_cpu1.raw" in n for n in notes)

@@ -1215,6 +1215,17 @@ def find_cpu_files(root: Path, prefix: str = "") -> list[_CpuFile]:
     return [_CpuFile(cpu, found[cpu]) for cpu in sorted(found)]
 
 
+def other_cpu_files(root: Path, prefix: str = "") -> list[str]:
+    """Page files of another recording beside those read (``lost_cpu0.raw`` beside
+    ``cpu0.raw``): named, so that they are not left out without a word."""
+    if not root.is_dir():
+        return []
+    ours = re.compile(re.escape(prefix) + _CPU_FILE_RE.pattern)
+    any_prefix = re.compile(r".*" + _CPU_FILE_RE.pattern)
+    names = (p.name for p in root.iterdir() if p.is_file())
+    return sorted(n for n in names if any_prefix.fullmatch(n) and not ours.fullmatch(n))
+
+
 def load_formats(root: Path) -> FormatSet:
     """Format files beside raw pages: ``events/``, ``formats/`` or the directory itself."""
     for d in (root / "events", root / "formats"):
