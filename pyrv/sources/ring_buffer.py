@@ -42,8 +42,12 @@ arrays as ``str`` of hex values joined by ``", "`` (how ``sys_enter`` prints ``a
 An event id with no format gives ``name="unknown"``, ``fields={"type": id}``.
 
 A page whose commit word has the missed-events flag yields ``LostEvents(cpu, count or None,
-reason, ts=page timestamp)`` before the page's events. A page or record that does not fit
-raises :class:`BinaryTraceError` naming the source, the section and the byte offset.
+reason, ts=page timestamp)`` before the page's events. The kernel zeroes a page past its
+commit (and stored count) before handing it to user space (``ring_buffer_read_page``), so a
+page holding bytes there has a damaged commit word: after its committed events it yields
+``LostEvents(cpu, None, ..., ts=the next page's time)``. A page or record that does not fit
+raises :class:`BinaryTraceError` naming the source, the section (``cpuN page K``, pages
+counted from the start of the CPU's stream) and the byte offset.
 """
 
 from __future__ import annotations
