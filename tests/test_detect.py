@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import dataclasses
 import gzip
 import lzma
@@ -176,8 +177,8 @@ def _fifo_fed(tmp_path: Path, data: bytes) -> Path:
     os.mkfifo(fifo)
 
     def feed() -> None:
-        with open(fifo, "wb") as w:
-            w.write(data)
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as w:
+            w.write(data)  # a reader that refuses the stream closes it early
 
     threading.Thread(target=feed, daemon=True).start()
     return fifo
