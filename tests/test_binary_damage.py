@@ -382,6 +382,45 @@ def test_a_page_whose_commit_word_says_too_little_is_a_loss_not_a_skip(
     assert [m.violations for m in res.monitors] == [0, 0]
 
 
+@pytest.mark.parametrize("where", ["raw", "v6"])
+def test_a_page_zeroed_throughout_is_a_loss(where: str, tmp_path: Path) -> None:
+    """No page the kernel hands out is empty or stamped 0: one zero throughout (header too)
+    lost its events. Reported until the next page's time, where the skip made up stall
+    violations (the kernel-recorded pages have none). Both engines."""
+    import shutil
+
+    if where == "raw":
+        path = tmp_path / "raw"
+        shutil.copytree(need_shared(RECORDED / "raw"), path)
+        target, at, cpu, page = path / "cpu1.raw", 3 * 4096, 1, "cpu1 page 3"
+    else:
+        path = tmp_path / "z.dat"
+        shutil.copy(need_shared(TRACEDAT / "sched_v6.dat"), path)
+        with TraceDat(path) as td:
+            cd = next(c for c in td.buffers[0].cpus if c.cpu == 0)
+        target, at, cpu, page = path, cd.offset + 4 * 4096, 0, "cpu0 data page 4"
+    following = struct.unpack_from("<Q", target.read_bytes(), at + 4096)[0]
+    corrupt(target, target, at, bytes(4096))
+    res = both_engines_raw_dir(path)
+    (gap,) = [g for g in res.gaps if "zero throughout" in g.reason]
+    assert (gap.cpu, gap.ts) == (cpu, following) and f"{page} at byte offset {at}" in gap.reason
+    assert [m.violations for m in res.monitors] == [0, 0]
+
+
+def test_a_stored_lost_count_of_zero_reads_as_unknown_in_both_engines(tmp_path: Path) -> None:
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(need_shared(RECORDED / "raw"), raw)
+    data = bytearray((raw / "cpu1.raw").read_bytes())
+    commit = struct.unpack_from("<Q", data, 3 * 4096 + 8)[0]
+    struct.pack_into("<Q", data, 3 * 4096 + 8, commit | 3 << 30)  # missed, count stored: 0
+    (raw / "cpu1.raw").write_bytes(bytes(data))
+    res = both_engines_raw_dir(raw)
+    (gap,) = [g for g in res.gaps if g.reason.startswith("lost:")]
+    assert (gap.cpu, gap.count) == (1, None)
+
+
 def both_engines_raw_dir(path: Path) -> object:
     out = [
         check(path, CheckOptions(monitors=["wwnr", "stall"], engine=e))

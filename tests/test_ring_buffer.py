@@ -328,6 +328,13 @@ def test_a_commit_that_stops_short_of_the_pages_data_is_a_loss() -> None:
     assert decode(w.page(100, []), w) == []  # an empty page that is empty is nothing
 
 
+def test_a_stored_lost_count_of_zero_is_an_unknown_count() -> None:
+    """The flags say events were missed; a stored 0 cannot be their number."""
+    w = PageWriter()
+    lost, _ = decode(w.page(500, [w.data(1, kinds_record())], missed=0), w, cpu=1)
+    assert isinstance(lost, LostEvents) and lost.count is None
+
+
 def test_unknown_event_id_and_empty_page() -> None:
     w = PageWriter()
     rec = bytearray(kinds_record())

@@ -221,6 +221,7 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
         int64_t start = base + head, end = start + size;
         if (size > data_size || end > hi) FAIL(DAMAGE, base);
         if (ts < 0 || ts >= TS_LIMIT) FAIL(UNSUPPORTED, base);
+        if (size == 0 && ts == 0 && commit == 0) FAIL(UNSUPPORTED, base);  /* a zeroed page */
         {   /* bytes past the commit (and its stored count): the reference reports a loss */
             const int64_t last = start + data_size < hi ? start + data_size : hi;
             for (int64_t k = (commit & STORED) ? end + commit_size : end; k < last; k++)
@@ -231,6 +232,7 @@ void walk_pages(const uint8_t *buf, int64_t lo, int64_t hi, const int64_t *P,
             if ((commit & STORED) && end + commit_size <= hi) {
                 count = (int64_t)rdu(buf + end, commit_size, big, lh);
                 if (count < 0) FAIL(UNSUPPORTED, end);
+                if (count == 0) count = -1;  /* a stored 0 says nothing: unknown */
             }
             if (ts < last_ts) FAIL(UNSUPPORTED, base);
             last_ts = ts;

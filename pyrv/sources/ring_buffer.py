@@ -798,7 +798,7 @@ class PageDecoder:
         if commit & MISSED_EVENTS:
             count: int | None = None
             if commit & MISSED_STORED and end + hp.commit_size <= len(buf):
-                count = struct.unpack_from(order + long_code, buf, end)[0]
+                count = struct.unpack_from(order + long_code, buf, end)[0] or None  # 0: unsaid
             reason = (
                 f"lost: the ring buffer overwrote {count} events of CPU {cpu} before this page"
                 " was read"
@@ -813,6 +813,10 @@ class PageDecoder:
             else None
         )
         if size == 0:
+            if spill is None and ts == 0 and not commit:
+                # all zeros: no page the kernel hands out is empty, nor stamped 0 (a page
+                # zeroed in the file, its events lost)
+                spill = self._zeroed(buf, base, span, where, cpu, floor)
             if spill is not None:
                 spill.ts = ts if spill.ts is None else spill.ts  # a last page: from its time
                 yield spill
@@ -933,6 +937,21 @@ class PageDecoder:
             f"{at}: the page commits {what}: its events there, if any, are not read (a"
             " damaged commit word?)",
             self._whole_again(buf, base + self.layout.page_size, ts),
+            self.source,
+        )
+
+    def _zeroed(
+        self, buf: bytes, base: int, span: Span, where: str, cpu: int, floor: int
+    ) -> LostEvents:
+        """The loss of a page that is zero throughout (header included)."""
+        at = self._bad(where, base, base, span, "").reason.rstrip(": ")
+        again = self._whole_again(buf, base + self.layout.page_size, max(floor, 0))
+        return LostEvents(
+            cpu,
+            None,
+            f"{at}: the page is zero throughout (header included): its events, if it held"
+            " any, are lost",
+            again if again is not None else (floor if floor > 0 else None),
             self.source,
         )
 
