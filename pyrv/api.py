@@ -35,7 +35,7 @@ from pyrv.sources.detect import open_trace
 from pyrv.sources.events import LostEvents, TraceEvent, TraceItem
 from pyrv.sources.ftrace_text import TextTraceReader
 from pyrv.sources.merge import merge_by_time
-from pyrv.sources.presence import events_present, first_event_line
+from pyrv.sources.presence import event_lines, events_present, first_event_line
 from pyrv.sources.tracepoints import BARE
 
 
@@ -161,6 +161,7 @@ def check(
     ]
     present = _presence(files, readers, opts)
     _note_other_page_files(readers, opts)
+    _check_event_count(files, readers, opts)
     names, rv = select_monitors(
         opts,
         defs,
@@ -364,6 +365,23 @@ def _presence(files: list[str | Path], readers: list, opts: CheckOptions) -> Cal
         return cache[name]
 
     return present
+
+
+def _check_event_count(files: list[str | Path], readers: list, opts: CheckOptions) -> None:
+    """A text whose header counts more events than it has lines is an excerpt or an edited
+    copy. Cut at the end (``head``) its verdicts hold, as for a trace that stopped earlier;
+    lines removed before that can make one false. Which it is cannot be told, so it is
+    said, before any verdict."""
+    for f, r in zip(files, readers, strict=True):
+        held = getattr(r, "entries_in_buffer", None) if isinstance(r, TextTraceReader) else None
+        lines = event_lines(f) if held else None
+        if lines is None or held is None or lines >= held or opts.on_note is None:
+            continue
+        opts.on_note(
+            f"{f}: its header says the buffer held {held} events, but it has {lines} event"
+            " lines: an excerpt (verdicts hold if only its end was cut) or an edited copy"
+            " (a removed event can make a verdict false)"
+        )
 
 
 def _note_other_page_files(readers: list, opts: CheckOptions) -> None:

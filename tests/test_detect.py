@@ -405,3 +405,24 @@ def test_another_recordings_page_files_beside_are_named() -> None:
     notes: list[str] = []
     check(need_shared(RAW), CheckOptions(monitors=["wwnr"], on_note=notes.append))
     assert any("not read: lost_cpu0.raw, lost_cpu1.raw" in n for n in notes)
+
+
+def test_a_text_with_fewer_event_lines_than_its_header_counts_says_so(tmp_path: Path) -> None:
+    """sched_trace.txt's header counts 4094 events, one line each; with one wakeup line
+    removed the copy is an excerpt or an edited trace, which is said before any verdict
+    (stall then finds an error the whole trace does not have)."""
+    from pyrv.api import CheckOptions, check
+
+    src = need_shared(RECORDED / "ftrace-text" / "sched_trace.txt")
+    assert "entries-in-buffer/entries-written: 4094/4094" in src.read_text()
+    lines = src.read_text().splitlines(keepends=True)
+    wake = [i for i, ln in enumerate(lines) if " sched_wakeup: " in ln][100]
+    cut = tmp_path / "edited.txt"
+    cut.write_text("".join(lines[:wake] + lines[wake + 1 :]))
+    for path, said in ((src, False), (cut, True)):
+        notes: list[str] = []
+        check(path, CheckOptions(on_note=notes.append))
+        assert (
+            any("header says the buffer held 4094 events, but it has 4093" in n for n in notes)
+            == said
+        )

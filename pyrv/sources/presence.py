@@ -91,3 +91,22 @@ def first_event_line(trace: str | Path, name: str) -> bytes | None:
     finally:
         f.close()
     return None
+
+
+def event_lines(trace: str | Path) -> int | None:
+    """How many lines of a text trace are neither comments nor blank: at least one per event
+    its buffer held. None when the file cannot be counted ahead (stdin, zstd, unreadable,
+    a damaged stream: the parse reports those)."""
+    path = Path(trace)
+    if str(trace) == "-" or not path.is_file():
+        return None
+    try:
+        opener = _opener(path)
+        if opener is open:
+            with open(path, "rb") as f:
+                if f.read(4) == b"\x28\xb5\x2f\xfd":
+                    return None
+        with opener(path, "rb") as f:
+            return sum(1 for line in f if line.strip() and not line.lstrip().startswith(b"#"))
+    except (OSError, EOFError, lzma.LZMAError):
+        return None
