@@ -131,11 +131,14 @@ class Span:
         kind: type[BinaryTraceError] = BinaryTraceError,
     ) -> BinaryTraceError:
         """The error for byte ``pos`` of the buffer, in the page that starts at ``base``."""
+        return kind(source, *self.locate(where, page_size, base, pos), why)
+
+    def locate(self, where: str, page_size: int, base: int, pos: int) -> tuple[str, int]:
+        """``(section, file offset)`` of byte ``pos`` of the buffer, in the page at ``base``."""
         page = f"{where} page {self.first_page + base // page_size}"
         if self.chunk is None:
-            return kind(source, page, self.offset + pos, why)
-        inside = f"{page}, byte {self.offset + pos} of the decompressed chunk"
-        return kind(source, inside, self.chunk, why)
+            return page, self.offset + pos
+        return f"{page}, byte {self.offset + pos} of the decompressed chunk", self.chunk
 
 
 class _Bad(Exception):
@@ -807,19 +810,32 @@ class PageDecoder:
                 " (count not stored)"
             )
             yield LostEvents(cpu, count, reason, ts, source)
-        spill = (
-            self._spilled(buf, base, span, where, cpu, size, ts)
-            if self._spills(buf, base, end + (hp.commit_size if commit & MISSED_STORED else 0))
-            else None
-        )
+        # A page whose events are lost, though nothing says so: (what, the time the stream
+        # is whole again from at the least, the time of the loss when no page follows).
+        loss: tuple[str, int, int | None] | None = None
+        if self._spills(buf, base, end + (hp.commit_size if commit & MISSED_STORED else 0)):
+            held = (
+                "no data, but its data area is not empty"
+                if size == 0
+                else f"{size} bytes of data, but holds more after them"
+            )
+            loss = (
+                f"the page commits {held}: its events there, if any, are not read (a damaged"
+                " commit word?)",
+                ts,
+                ts,  # after the page's committed events: the last of them (below)
+            )
+        elif size == 0 and ts == 0 and not commit:
+            # no page the kernel hands out is empty, nor stamped 0: one zeroed in the file
+            loss = (
+                "the page is zero throughout (header included): its events, if it held any,"
+                " are lost",
+                max(floor, 0),
+                floor if floor > 0 else None,
+            )
         if size == 0:
-            if spill is None and ts == 0 and not commit:
-                # all zeros: no page the kernel hands out is empty, nor stamped 0 (a page
-                # zeroed in the file, its events lost)
-                spill = self._zeroed(buf, base, span, where, cpu, floor)
-            if spill is not None:
-                spill.ts = ts if spill.ts is None else spill.ts  # a last page: from its time
-                yield spill
+            if loss is not None:
+                yield self._lost_page(buf, base, span, where, cpu, *loss)
             return
 
         # -- the hot loop ---------------------------------------------------------------------
@@ -910,9 +926,8 @@ class PageDecoder:
                 source,
             )
             pos = nxt
-        if spill is not None:  # after the events the page does commit
-            spill.ts = ts if spill.ts is None else spill.ts
-            yield spill
+        if loss is not None:  # after the events the page does commit
+            yield self._lost_page(buf, base, span, where, cpu, loss[0], loss[1], ts)
 
     def _spills(self, buf: bytes, base: int, after: int) -> bool:
         """Whether the page at ``base`` holds bytes past what it commits (from ``after``): the
@@ -920,38 +935,26 @@ class PageDecoder:
         limit = min(base + self.layout.page.data_offset + self.layout.page.data_size, len(buf))
         return after < limit and bool(buf[after:limit].strip(b"\0"))
 
-    def _spilled(
-        self, buf: bytes, base: int, span: Span, where: str, cpu: int, size: int, ts: int
+    def _lost_page(
+        self,
+        buf: bytes,
+        base: int,
+        span: Span,
+        where: str,
+        cpu: int,
+        what: str,
+        floor: int,
+        last: int | None,
     ) -> LostEvents:
-        """The loss of a page whose commit word says less than it holds (damaged): what is
-        past the commit is not read; the stream is whole again at the next page's time."""
-        at = self._bad(where, base, base, span, "").reason.rstrip(": ")
-        what = (
-            "no data, but its data area is not empty"
-            if size == 0
-            else f"{size} bytes of data, but holds more after them"
-        )
+        """The loss of the page at ``base``: whole again at the next page's time (at least
+        ``floor``), or, with no page after it in ``buf``, from ``last`` on."""
+        section, offset = span.locate(where, self.layout.page_size, base, base)
+        again = self._whole_again(buf, base + self.layout.page_size, floor)
         return LostEvents(
             cpu,
             None,
-            f"{at}: the page commits {what}: its events there, if any, are not read (a"
-            " damaged commit word?)",
-            self._whole_again(buf, base + self.layout.page_size, ts),
-            self.source,
-        )
-
-    def _zeroed(
-        self, buf: bytes, base: int, span: Span, where: str, cpu: int, floor: int
-    ) -> LostEvents:
-        """The loss of a page that is zero throughout (header included)."""
-        at = self._bad(where, base, base, span, "").reason.rstrip(": ")
-        again = self._whole_again(buf, base + self.layout.page_size, max(floor, 0))
-        return LostEvents(
-            cpu,
-            None,
-            f"{at}: the page is zero throughout (header included): its events, if it held"
-            " any, are lost",
-            again if again is not None else (floor if floor > 0 else None),
+            f"{section} at byte offset {offset}: {what}",
+            again if again is not None else last,
             self.source,
         )
 
