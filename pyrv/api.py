@@ -161,7 +161,7 @@ def check(
     ]
     present = _presence(files, readers, opts)
     _note_other_page_files(readers, opts)
-    _check_event_count(files, readers, opts)
+    _note_excerpt(files, readers, opts)
     names, rv = select_monitors(
         opts,
         defs,
@@ -367,15 +367,17 @@ def _presence(files: list[str | Path], readers: list, opts: CheckOptions) -> Cal
     return present
 
 
-def _check_event_count(files: list[str | Path], readers: list, opts: CheckOptions) -> None:
+def _note_excerpt(files: list[str | Path], readers: list, opts: CheckOptions) -> None:
     """A text whose header counts more events than it has lines is an excerpt or an edited
     copy. Cut at the end (``head``) its verdicts hold, as for a trace that stopped earlier;
     lines removed before that can make one false. Which it is cannot be told, so it is
     said, before any verdict."""
+    if opts.on_note is None:
+        return
     for f, r in zip(files, readers, strict=True):
-        held = getattr(r, "entries_in_buffer", None) if isinstance(r, TextTraceReader) else None
+        held = r.entries_in_buffer if isinstance(r, TextTraceReader) else None
         lines = event_lines(f) if held else None
-        if lines is None or held is None or lines >= held or opts.on_note is None:
+        if lines is None or lines >= held:
             continue
         opts.on_note(
             f"{f}: its header says the buffer held {held} events, but it has {lines} event"
